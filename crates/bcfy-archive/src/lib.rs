@@ -1,0 +1,1 @@
+//! Archived call metadata (`archivecall.php`) behind a cache-first client.

@@ -1,0 +1,1 @@
+//! `AudioConsumer`: downloads each call's audio once, in bounded, ordered, streamed fashion.

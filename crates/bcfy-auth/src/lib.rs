@@ -1,0 +1,1 @@
+//! Broadcastify login, logout and single-flight session management.

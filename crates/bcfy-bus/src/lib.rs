@@ -1,0 +1,1 @@
+//! A typed in-process event bus with NATS-style subject patterns.

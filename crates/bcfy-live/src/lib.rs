@@ -1,0 +1,1 @@
+//! `LiveCallProducer`: polls Broadcastify live calls into a bounded queue.

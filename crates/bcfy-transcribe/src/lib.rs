@@ -1,0 +1,1 @@
+//! Transcription of call audio through any OpenAI-compatible Whisper service.

@@ -1,0 +1,1 @@
+//! bcfy: an async, event-driven client for Broadcastify Calls.
