@@ -1,0 +1,4 @@
+//! Library part of bcfy's `xtask`: the service contract and its checker, shared by the
+//! `contract`, `soak` and `ci` commands.
+
+pub mod contract;
