@@ -1,4 +1,6 @@
 //! Library part of bcfy's `xtask`: the service contract and its checker, shared by the
 //! `contract`, `soak` and `ci` commands.
 
+pub mod api;
 pub mod contract;
+pub mod release;

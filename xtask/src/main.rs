@@ -5,10 +5,17 @@
 //! - `contract [--json]`: checks the service contract (`contract/broadcastify.toml`) against the
 //!   response fixtures (provider side) and the client's requests against the simulator
 //!   (consumer side).
+//! - `release-check`: package metadata, changelog, `cargo package` of every publishable crate in
+//!   dependency order, docs with warnings denied, feature combinations, licenses, API snapshot.
+//! - `release VERSION [--execute]`: bumps the version, moves the changelog's Unreleased section,
+//!   runs `release-check` and prints the tag and the `cargo publish` order (a dry run unless
+//!   `--execute`; it never publishes).
+//! - `api-snapshot`: rewrites `api/*.txt`, the committed public API of each crate.
 
 use std::process::{Command, ExitCode};
 
 use xtask::contract::{Contract, Violation};
+use xtask::release;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -18,8 +25,13 @@ fn main() -> ExitCode {
         "ci" => ci(),
         "ci-extra" => contract_cmd(&[]),
         "contract" => contract_cmd(rest),
+        "release-check" => release_check(rest),
+        "release" => release(rest),
+        "api-snapshot" => api_snapshot(true).map(|_| ()),
         _ => {
-            eprintln!("usage: cargo xtask <ci|ci-extra|contract [--json]>");
+            eprintln!(
+                "usage: cargo xtask <ci|ci-extra|contract [--json]|release-check [--quick]|release VERSION [--execute]|api-snapshot>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -144,4 +156,222 @@ fn report(checks: &[Check], json: bool) -> Result<(), String> {
     } else {
         Err(format!("{failed} contract checks failed"))
     }
+}
+
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| ".".into(), std::path::Path::to_path_buf)
+}
+
+fn cargo_output(args: &[&str], envs: &[(&str, &str)]) -> Result<String, String> {
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(workspace_root())
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if out.status.success() {
+        String::from_utf8(out.stdout).map_err(|e| e.to_string())
+    } else {
+        Err(format!(
+            "`cargo {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+fn workspace_packages() -> Result<Vec<release::Package>, String> {
+    let text = cargo_output(&["metadata", "--format-version", "1", "--no-deps"], &[])?;
+    let meta: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    release::packages(&meta)
+}
+
+/// Installs a cargo tool at a pinned version unless that version is already there.
+fn ensure_tool(bin: &str, krate: &str, version: &str) -> Result<(), String> {
+    let have = Command::new(bin)
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if have.contains(version) {
+        return Ok(());
+    }
+    eprintln!("==> installing {krate} {version} (one-time; it is compiled from crates.io)");
+    cargo(&["install", krate, "--version", version, "--locked"])
+}
+
+fn timed<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    let start = std::time::Instant::now();
+    let r = f();
+    eprintln!(
+        "--- {what}: {} in {:.1}s",
+        if r.is_ok() { "ok" } else { "FAILED" },
+        start.elapsed().as_secs_f64()
+    );
+    r
+}
+
+fn release_check(args: &[String]) -> Result<(), String> {
+    // `--quick` leaves out the steps that compile extra tools (cargo-hack, cargo-deny); CI
+    // runs the full check.
+    let quick = args.iter().any(|a| a == "--quick");
+    let root = workspace_root();
+    let packages = workspace_packages()?;
+    let order = release::publish_order(&packages)?;
+    timed("metadata and changelog", || {
+        let mut problems: Vec<String> = packages
+            .iter()
+            .flat_map(release::metadata_problems)
+            .collect();
+        let changelog = std::fs::read_to_string(root.join("CHANGELOG.md"))
+            .map_err(|e| format!("CHANGELOG.md: {e}"))?;
+        problems.extend(release::changelog_problems(&changelog));
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("\n"))
+        }
+    })?;
+    timed("cargo package (dependency order, verified builds)", || {
+        let mut a = vec!["package", "--locked", "--allow-dirty"];
+        for name in &order {
+            a.push("-p");
+            a.push(name);
+        }
+        cargo(&a)
+    })?;
+    timed("cargo doc -D warnings", || {
+        cargo(&["doc", "--workspace", "--no-deps", "--locked"])
+    })?;
+    timed("public API snapshot", || {
+        let changed = api_snapshot(false)?;
+        if changed.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the public API differs from api/*.txt for: {}\n(run `cargo xtask api-snapshot`, review the diff, and note breaking changes in CHANGELOG.md)",
+                changed.join(", ")
+            ))
+        }
+    })?;
+    if quick {
+        eprintln!("--quick: feature combinations and cargo-deny skipped");
+        return Ok(());
+    }
+    timed("each crate alone, per feature (cargo-hack)", || {
+        ensure_tool("cargo-hack", "cargo-hack", "0.6.44")?;
+        for name in &order {
+            cargo(&[
+                "hack",
+                "check",
+                "-p",
+                name,
+                "--each-feature",
+                "--no-dev-deps",
+                "--locked",
+            ])?;
+        }
+        Ok(())
+    })?;
+    timed("cargo deny (licenses, bans, sources)", || {
+        ensure_tool("cargo-deny", "cargo-deny", "0.18.9")?;
+        cargo(&["deny", "--locked", "check", "licenses", "bans", "sources"])
+    })?;
+    eprintln!("publish order: {}", order.join(" -> "));
+    Ok(())
+}
+
+fn release(args: &[String]) -> Result<(), String> {
+    let version = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
+        .ok_or("usage: cargo xtask release VERSION [--execute]")?;
+    if !release::valid_version(version) {
+        return Err(format!("`{version}` is not MAJOR.MINOR.PATCH"));
+    }
+    let execute = args.iter().any(|a| a == "--execute");
+    if std::env::var_os("CI").is_some() && execute {
+        return Err("release --execute never runs in CI".into());
+    }
+    let root = workspace_root();
+    let manifest_path = root.join("Cargo.toml");
+    let changelog_path = root.join("CHANGELOG.md");
+    let manifest = std::fs::read_to_string(&manifest_path).map_err(|e| e.to_string())?;
+    let changelog = std::fs::read_to_string(&changelog_path).map_err(|e| e.to_string())?;
+    let date = cargo_date()?;
+    let new_manifest = release::bump_workspace_version(&manifest, version)?;
+    let new_changelog = release::release_changelog(&changelog, version, &date)?;
+    let order = release::publish_order(&workspace_packages()?)?;
+    if execute {
+        std::fs::write(&manifest_path, new_manifest).map_err(|e| e.to_string())?;
+        std::fs::write(&changelog_path, new_changelog).map_err(|e| e.to_string())?;
+        release_check(&[])?;
+    } else {
+        eprintln!("dry run: would set version {version} and date the changelog {date}");
+    }
+    eprintln!("tag: v{version}");
+    eprintln!("publish, in this order (never from CI):");
+    for name in order {
+        eprintln!("  cargo publish -p {name}");
+    }
+    Ok(())
+}
+
+fn cargo_date() -> Result<String, String> {
+    let out = Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map_err(|e| format!("date: {e}"))?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Regenerates (`write`) or compares the committed public API listing of each publishable
+/// crate, `api/{crate}.txt`, from rustdoc's JSON output. Returns the crates whose API differs.
+fn api_snapshot(write: bool) -> Result<Vec<String>, String> {
+    let root = workspace_root();
+    let dir = root.join("api");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let mut changed = Vec::new();
+    for p in workspace_packages()? {
+        // rustdoc's JSON output is unstable: the pinned stable toolchain allows it with
+        // RUSTC_BOOTSTRAP, which is why this snapshot, not cargo-semver-checks, is used.
+        cargo_output(
+            &[
+                "rustdoc",
+                "-q",
+                "-p",
+                &p.name,
+                "--lib",
+                "--locked",
+                "--",
+                "-Z",
+                "unstable-options",
+                "--output-format",
+                "json",
+            ],
+            &[("RUSTC_BOOTSTRAP", "1")],
+        )?;
+        let json_path = root
+            .join("target/doc")
+            .join(format!("{}.json", p.name.replace('-', "_")));
+        let text = std::fs::read_to_string(&json_path)
+            .map_err(|e| format!("{}: {e}", json_path.display()))?;
+        let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let listing = xtask::api::listing(&doc);
+        let file = dir.join(format!("{}.txt", p.name));
+        let old = std::fs::read_to_string(&file).unwrap_or_default();
+        if old != listing {
+            changed.push(p.name.clone());
+            if write {
+                std::fs::write(&file, &listing).map_err(|e| e.to_string())?;
+                eprintln!("wrote {}", file.display());
+            }
+        }
+    }
+    Ok(changed)
 }
