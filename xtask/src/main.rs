@@ -263,7 +263,7 @@ fn release_check(args: &[String]) -> Result<(), String> {
         return Ok(());
     }
     timed("each crate alone, per feature (cargo-hack)", || {
-        ensure_tool("cargo-hack", "cargo-hack", "0.6.44")?;
+        ensure_tool("cargo-hack", "cargo-hack", "0.6.46")?;
         for name in &order {
             cargo(&[
                 "hack",
@@ -278,7 +278,7 @@ fn release_check(args: &[String]) -> Result<(), String> {
         Ok(())
     })?;
     timed("cargo deny (licenses, bans, sources)", || {
-        ensure_tool("cargo-deny", "cargo-deny", "0.18.9")?;
+        ensure_tool("cargo-deny", "cargo-deny", "0.20.2")?;
         cargo(&["deny", "--locked", "check", "licenses", "bans", "sources"])
     })?;
     eprintln!("publish order: {}", order.join(" -> "));
