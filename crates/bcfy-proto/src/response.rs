@@ -1,0 +1,354 @@
+//! Live-calls and archive responses.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::call::{Call, CallError};
+use crate::error::{ErrorCategory, RetryHint};
+use crate::time::TimeWindow;
+
+/// Length cap of snippets kept in parse errors.
+const SNIPPET_MAX: usize = 200;
+
+/// A whole response body that cannot be used. (One bad call is a [`RejectedCall`], not this.)
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// The body is not JSON (empty, HTML, truncated, ...).
+    #[error("response is not JSON: {message}; body starts {snippet:?}")]
+    NotJson {
+        /// The parser's message.
+        message: String,
+        /// Sanitized start of the body.
+        snippet: String,
+    },
+    /// The body is JSON but not an object.
+    #[error("response is not a JSON object; body starts {snippet:?}")]
+    NotAnObject {
+        /// Sanitized start of the body.
+        snippet: String,
+    },
+    /// The service answered with an `error` key.
+    #[error("service error: {message}")]
+    Service {
+        /// The service's message (sanitized, capped).
+        message: String,
+    },
+    /// A required key is absent (an archive response without `calls`).
+    #[error("response has no `{0}`")]
+    MissingField(&'static str),
+    /// A key has an unusable shape (e.g. `calls` is not an array).
+    #[error("response field `{field}` is invalid: {snippet:?}")]
+    InvalidField {
+        /// The key.
+        field: &'static str,
+        /// Sanitized value.
+        snippet: String,
+    },
+}
+
+/// The kind of a [`ParseError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ParseErrorKind {
+    /// See [`ParseError::NotJson`].
+    NotJson,
+    /// See [`ParseError::NotAnObject`].
+    NotAnObject,
+    /// See [`ParseError::Service`].
+    Service,
+    /// See [`ParseError::MissingField`].
+    MissingField,
+    /// See [`ParseError::InvalidField`].
+    InvalidField,
+}
+
+impl ParseError {
+    /// The kind of error.
+    pub fn kind(&self) -> ParseErrorKind {
+        match self {
+            Self::NotJson { .. } => ParseErrorKind::NotJson,
+            Self::NotAnObject { .. } => ParseErrorKind::NotAnObject,
+            Self::Service { .. } => ParseErrorKind::Service,
+            Self::MissingField(_) => ParseErrorKind::MissingField,
+            Self::InvalidField { .. } => ParseErrorKind::InvalidField,
+        }
+    }
+
+    /// A sanitized, length-capped piece of the payload, when there is one.
+    pub fn snippet(&self) -> Option<&str> {
+        match self {
+            Self::NotJson { snippet, .. }
+            | Self::NotAnObject { snippet }
+            | Self::InvalidField { snippet, .. } => Some(snippet),
+            Self::Service { message } => Some(message),
+            Self::MissingField(_) => None,
+        }
+    }
+
+    /// Whether a [`ParseError::Service`] message says the session is gone (re-authenticate).
+    pub fn is_logged_out(&self) -> bool {
+        const MARKERS: &[&str] = &[
+            "logged in",
+            "log in",
+            "login",
+            "logged out",
+            "not authorized",
+            "unauthorized",
+            "authenticat",
+            "session",
+        ];
+        match self {
+            Self::Service { message } => {
+                let m = message.to_ascii_lowercase();
+                MARKERS.iter().any(|k| m.contains(k))
+            }
+            _ => false,
+        }
+    }
+
+    /// Back off and retry: a bad body is often a transient server state.
+    pub fn retry_hint(&self) -> RetryHint {
+        RetryHint::Backoff
+    }
+
+    /// Always [`ErrorCategory::ResponseParsing`].
+    pub fn category(&self) -> ErrorCategory {
+        ErrorCategory::ResponseParsing
+    }
+}
+
+/// One entry of a `calls` array that was not accepted, with why and what it was.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectedCall {
+    /// Position in the `calls` array.
+    pub index: usize,
+    /// Why it was rejected.
+    pub error: CallError,
+    /// The entry as sent. An entry that cannot be held as a `Value` (a number beyond `f64`,
+    /// like `1e309`) is kept as a string of its sanitized, capped text.
+    pub raw: Value,
+}
+
+/// The top level of a response: every key as raw JSON, so one out-of-range number in one call
+/// does not fail the whole body.
+type RawTop = HashMap<String, Box<RawValue>>;
+
+fn parse_top(bytes: &[u8]) -> Result<RawTop, ParseError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|&b| b != b'{') {
+        // Valid JSON of another type, or not JSON at all: tell which.
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Ok(_) => ParseError::NotAnObject {
+                    snippet: crate::snippet(bytes, SNIPPET_MAX),
+                },
+                Err(e) => ParseError::NotJson {
+                    message: e.to_string(),
+                    snippet: crate::snippet(bytes, SNIPPET_MAX),
+                },
+            },
+        );
+    }
+    serde_json::from_slice::<RawTop>(bytes).map_err(|e| ParseError::NotJson {
+        message: e.to_string(),
+        snippet: crate::snippet(bytes, SNIPPET_MAX),
+    })
+}
+
+fn raw_snippet(raw: &RawValue) -> String {
+    crate::snippet(raw.get().as_bytes(), SNIPPET_MAX)
+}
+
+/// Reads a top-level value as a `Value`; `None` when absent, null, or beyond `f64`.
+fn top_value(top: &RawTop, key: &str) -> Option<Value> {
+    top.get(key)
+        .and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
+        .filter(|v| !v.is_null())
+}
+
+fn top_i64(top: &RawTop, key: &str) -> Option<i64> {
+    top_f64(top, key).and_then(|f| {
+        let f = f.floor();
+        (f.abs() < 9.0e18).then_some(f as i64)
+    })
+}
+
+fn top_f64(top: &RawTop, key: &str) -> Option<f64> {
+    match top_value(top, key)? {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    }
+    .filter(|f| f.is_finite())
+}
+
+fn check_service_error(top: &RawTop) -> Result<(), ParseError> {
+    match top_value(top, "error") {
+        None | Some(Value::Bool(false)) => Ok(()),
+        Some(v) => {
+            let text = match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            Err(ParseError::Service {
+                message: crate::snippet(text.as_bytes(), SNIPPET_MAX),
+            })
+        }
+    }
+}
+
+/// Reads a `calls` array entry by entry. `Ok(None)` when `calls` is absent or null.
+/// The parsed entries, the rejected ones, and every entry as a `Value` (for `raw`).
+type ParsedCalls = (Vec<Call>, Vec<RejectedCall>, Vec<Value>);
+
+fn parse_calls(top: &RawTop) -> Result<Option<ParsedCalls>, ParseError> {
+    let Some(raw) = top.get("calls") else {
+        return Ok(None);
+    };
+    if raw.get().trim() == "null" {
+        return Ok(None);
+    }
+    let entries: Vec<Box<RawValue>> =
+        serde_json::from_str(raw.get()).map_err(|_| ParseError::InvalidField {
+            field: "calls",
+            snippet: raw_snippet(raw),
+        })?;
+    let mut calls = Vec::with_capacity(entries.len());
+    let mut rejected = Vec::new();
+    let mut values = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.iter().enumerate() {
+        match serde_json::from_str::<Value>(entry.get()) {
+            Ok(v) => {
+                match Call::from_value(&v) {
+                    Ok(c) => calls.push(c),
+                    Err(error) => rejected.push(RejectedCall {
+                        index,
+                        error,
+                        raw: v.clone(),
+                    }),
+                }
+                values.push(v);
+            }
+            Err(e) => {
+                let raw = Value::String(raw_snippet(entry));
+                rejected.push(RejectedCall {
+                    index,
+                    error: unrepresentable_entry(entry, &e),
+                    raw: raw.clone(),
+                });
+                values.push(raw);
+            }
+        }
+    }
+    Ok(Some((calls, rejected, values)))
+}
+
+/// Names the key of an entry that is valid JSON but not representable (a number beyond `f64`).
+fn unrepresentable_entry(entry: &RawValue, err: &serde_json::Error) -> CallError {
+    // BTreeMap: the first offending key in a stable (sorted) order.
+    if let Ok(fields) =
+        serde_json::from_str::<std::collections::BTreeMap<String, Box<RawValue>>>(entry.get())
+        && let Some((key, raw)) = fields
+            .into_iter()
+            .find(|(_, raw)| serde_json::from_str::<Value>(raw.get()).is_err())
+    {
+        return CallError::OutOfRange {
+            field: crate::snippet::cap_chars(&key, 64),
+            value: crate::snippet(raw.get().as_bytes(), 64),
+        };
+    }
+    CallError::InvalidJson {
+        message: crate::snippet(err.to_string().as_bytes(), SNIPPET_MAX),
+    }
+}
+
+/// A `live-calls` answer: `{"calls": [...], "serverTime": int, "lastPos": int}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveCallsResponse {
+    /// The calls that parsed, in payload order.
+    pub calls: Vec<Call>,
+    /// The entries that did not, with why.
+    pub rejected: Vec<RejectedCall>,
+    /// `serverTime`, epoch seconds.
+    pub server_time: Option<i64>,
+    /// `lastPos`: the largest `ts` of the batch (the next cursor's base).
+    pub last_pos: Option<f64>,
+}
+
+impl LiveCallsResponse {
+    /// Parses a body. An empty or absent `calls` is an empty poll; an `error` key is
+    /// [`ParseError::Service`]; anything that is not a JSON object is an error. Never panics.
+    ///
+    /// ```
+    /// let r = bcfy_proto::LiveCallsResponse::from_slice(br#"{"serverTime": 1, "lastPos": 0}"#).unwrap();
+    /// assert!(r.calls.is_empty());
+    /// let e = bcfy_proto::LiveCallsResponse::from_slice(br#"{"error": "You must be logged in"}"#).unwrap_err();
+    /// assert!(e.is_logged_out());
+    /// ```
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, ParseError> {
+        let top = parse_top(bytes)?;
+        check_service_error(&top)?;
+        let (calls, rejected, _) = parse_calls(&top)?.unwrap_or_default();
+        Ok(Self {
+            calls,
+            rejected,
+            server_time: top_i64(&top, "serverTime"),
+            last_pos: top_f64(&top, "lastPos"),
+        })
+    }
+
+    /// Whether the poll brought nothing (no call, no rejected entry).
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty() && self.rejected.is_empty()
+    }
+}
+
+/// An `archivecall.php` answer: `{"calls": [...], "serverTime", "start", "end"}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchiveResponse {
+    /// `start`/`end` as sent (the real service sends `s - 1` and `s + 1800`); `(0, 0)` when
+    /// absent.
+    pub window: TimeWindow,
+    /// The calls that parsed, in payload order.
+    pub calls: Vec<Call>,
+    /// The entries that did not, with why.
+    pub rejected: Vec<RejectedCall>,
+    /// `serverTime`, epoch seconds.
+    pub server_time: Option<i64>,
+    /// The whole body as JSON (keys holding numbers beyond `f64` are dropped; a call entry
+    /// holding one is kept as a string of its text).
+    pub raw: Arc<Value>,
+}
+
+impl ArchiveResponse {
+    /// Parses a body. A missing `calls` is [`ParseError::MissingField`]`("calls")`; an `error`
+    /// key is [`ParseError::Service`]. Never panics.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, ParseError> {
+        let top = parse_top(bytes)?;
+        check_service_error(&top)?;
+        let (calls, rejected, values) =
+            parse_calls(&top)?.ok_or(ParseError::MissingField("calls"))?;
+        let start = top_i64(&top, "start");
+        let end = top_i64(&top, "end");
+        let mut raw = Map::new();
+        for (k, v) in &top {
+            if k != "calls"
+                && let Ok(v) = serde_json::from_str::<Value>(v.get())
+            {
+                raw.insert(k.clone(), v);
+            }
+        }
+        raw.insert("calls".to_owned(), Value::Array(values));
+        Ok(Self {
+            window: TimeWindow::new(start.unwrap_or(0), end.unwrap_or(0)),
+            calls,
+            rejected,
+            server_time: top_i64(&top, "serverTime"),
+            raw: Arc::new(Value::Object(raw)),
+        })
+    }
+}
