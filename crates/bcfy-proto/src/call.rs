@@ -603,7 +603,13 @@ impl Call {
             }
         };
         let s = |x: &Option<String>| x.clone().map(Value::String);
-        let f = |x: Option<f64>| x.and_then(Number::from_f64).map(Value::Number);
+        // Integral values go back as integers, as the service sends them (`"call_duration": 11`).
+        let f = |x: Option<f64>| {
+            x.and_then(|x| match f64_to_i64(x) {
+                Some(i) if x.fract() == 0.0 && i.unsigned_abs() < (1 << 53) => Some(Value::from(i)),
+                _ => Number::from_f64(x).map(Value::Number),
+            })
+        };
         put("id", s(&self.group_key));
         put("ts", Some(self.ts.into()));
         put("systemId", Some(self.node.get().into()));
