@@ -239,7 +239,7 @@ impl LiveProducerConfig {
 pub enum WhisperProvider {
     /// Any OpenAI-compatible `/v1/audio/transcriptions` (OpenAI, faster-whisper servers, ...).
     #[default]
-    #[serde(alias = "openai")]
+    #[serde(rename = "openai_compatible", alias = "openai")]
     OpenAiCompatible,
 }
 
