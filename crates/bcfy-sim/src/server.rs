@@ -493,6 +493,8 @@ fn build_response(reply: Reply, faults: &Active) -> Response<Body> {
     let mut chunks = if reply.head { Vec::new() } else { reply.chunks };
     let ending = if faults.reset {
         Ending::Reset
+    } else if faults.truncate {
+        Ending::Short
     } else {
         Ending::Complete
     };
@@ -535,7 +537,10 @@ enum Pacing {
 #[derive(Clone, Copy)]
 enum Ending {
     Complete,
+    /// Stop early, then fail the body (hyper aborts the connection).
     Reset,
+    /// Stop early, ending the body cleanly (shorter than `Content-Length`).
+    Short,
 }
 
 fn take_prefix(chunks: Vec<Bytes>, mut n: usize) -> Vec<Bytes> {
@@ -570,6 +575,7 @@ fn paced_body(chunks: Vec<Bytes>, pacing: Pacing, ending: Ending) -> Body {
             }
         };
     let reset = matches!(ending, Ending::Reset);
+    let broken = !matches!(ending, Ending::Complete);
     let data = futures::stream::iter(pieces.into_iter().enumerate()).then(move |(i, p)| {
         let d = if i == 0 {
             Duration::ZERO
@@ -583,12 +589,21 @@ fn paced_body(chunks: Vec<Bytes>, pacing: Pacing, ending: Ending) -> Body {
             Ok::<_, BoxError>(Frame::data(p))
         }
     });
-    let tail = futures::stream::iter(reset.then(|| {
-        Err::<Frame<Bytes>, BoxError>(Box::new(std::io::Error::new(
-            std::io::ErrorKind::ConnectionReset,
-            "simulated reset mid-body",
-        )))
-    }));
+    // Before breaking off, give hyper time to flush the headers and the partial body, so the
+    // client sees a started answer that stops, not a connection closed before any byte.
+    let tail = futures::stream::once(async move {
+        if broken {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .filter_map(move |()| async move {
+        reset.then(|| {
+            Err::<Frame<Bytes>, BoxError>(Box::new(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "simulated reset mid-body",
+            )))
+        })
+    });
     http_body_util::BodyExt::boxed(StreamBody::new(data.chain(tail)))
 }
 
