@@ -57,3 +57,8 @@ pub use snippet::snippet;
 pub use subscription::{LiveCallsForm, SessionKey, Subscription, SubscriptionError};
 pub use time::{TimeBlock, TimeBlockError, TimeWindow};
 pub use token::SessionToken;
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
