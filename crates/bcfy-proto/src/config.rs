@@ -443,10 +443,10 @@ impl TransportConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Endpoints {
-    /// The site: login, logout, live calls, archives ("https://www.broadcastify.com").
+    /// The site: login, logout, live calls, archives (`https://www.broadcastify.com`).
     #[serde(with = "url_str")]
     pub site: Url,
-    /// The calls CDN ("https://calls.broadcastify.com").
+    /// The calls CDN (`https://calls.broadcastify.com`).
     #[serde(with = "url_str")]
     pub calls_cdn: Url,
 }
