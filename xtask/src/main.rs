@@ -11,6 +11,8 @@
 //!   runs `release-check` and prints the tag and the `cargo publish` order (a dry run unless
 //!   `--execute`; it never publishes).
 //! - `api-snapshot`: rewrites `api/*.txt`, the committed public API of each crate.
+//! - `fuzz [--minutes N] [TARGET..]`: runs the cargo-fuzz targets of `fuzz/` (corpora seeded
+//!   from the fixtures) for N minutes in all and reports executions and crashes per target.
 
 use std::process::{Command, ExitCode};
 
@@ -28,9 +30,10 @@ fn main() -> ExitCode {
         "release-check" => release_check(rest),
         "release" => release(rest),
         "api-snapshot" => api_snapshot(true).map(|_| ()),
+        "fuzz" => fuzz(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|ci-extra|contract [--json]|release-check [--quick]|release VERSION [--execute]|api-snapshot>"
+                "usage: cargo xtask <ci|ci-extra|contract [--json]|release-check [--quick]|release VERSION [--execute]|api-snapshot|fuzz [--minutes N] [TARGET..]>"
             );
             return ExitCode::from(2);
         }
@@ -374,4 +377,119 @@ fn api_snapshot(write: bool) -> Result<Vec<String>, String> {
         }
     }
     Ok(changed)
+}
+
+/// Seeds for each fuzz target's corpus: files of the repository.
+fn fuzz_seeds(target: &str) -> Vec<&'static str> {
+    const JSON: [&str; 8] = [
+        "crates/bcfy-proto/tests/fixtures/real/live-calls.json",
+        "crates/bcfy-proto/tests/fixtures/real/archivecall.json",
+        "crates/bcfy-proto/tests/fixtures/live-calls-variants.json",
+        "crates/bcfy-proto/tests/fixtures/live-calls-hostile.json",
+        "crates/bcfy-proto/tests/fixtures/live-calls-empty.json",
+        "crates/bcfy-proto/tests/fixtures/live-calls-error.json",
+        "crates/bcfy-proto/tests/fixtures/live-calls-no-calls-key.json",
+        "crates/bcfy-proto/tests/fixtures/archive-missing-calls.json",
+    ];
+    match target {
+        "sniff" => vec!["crates/bcfy-proto/tests/fixtures/real/squelch-example.m4a"],
+        "live_calls" | "archive" => JSON.to_vec(),
+        _ => vec![],
+    }
+}
+
+fn fuzz(args: &[String]) -> Result<(), String> {
+    let root = workspace_root();
+    let fuzz_dir = root.join("fuzz");
+    let mut minutes = 10.0_f64;
+    let mut targets: Vec<String> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--minutes" {
+            minutes = it
+                .next()
+                .and_then(|m| m.parse().ok())
+                .ok_or("--minutes takes a number")?;
+        } else {
+            targets.push(a.clone());
+        }
+    }
+    if targets.is_empty() {
+        let manifest =
+            std::fs::read_to_string(fuzz_dir.join("Cargo.toml")).map_err(|e| e.to_string())?;
+        let doc: toml::Value = toml::from_str(&manifest).map_err(|e| e.to_string())?;
+        targets = doc["bin"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|b| b["name"].as_str().map(str::to_owned))
+            .collect();
+    }
+    ensure_tool("cargo-fuzz", "cargo-fuzz", "0.13.2")?;
+    let per_target = ((minutes * 60.0) / targets.len() as f64).max(1.0) as u64;
+    let mut rows = Vec::new();
+    for t in &targets {
+        let corpus = fuzz_dir.join("corpus").join(t);
+        std::fs::create_dir_all(&corpus).map_err(|e| e.to_string())?;
+        for seed in fuzz_seeds(t) {
+            let src = root.join(seed);
+            if let Some(name) = src.file_name() {
+                let _ = std::fs::copy(&src, corpus.join(name));
+            }
+        }
+        let artifacts = fuzz_dir.join("artifacts").join(t);
+        let before = count_files(&artifacts);
+        eprintln!("==> fuzz {t} for {per_target}s");
+        let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(&fuzz_dir)
+            .env("RUSTC_BOOTSTRAP", "1")
+            .args(["fuzz", "run", "-O", t])
+            .arg(&corpus)
+            .arg("--")
+            .arg(format!("-max_total_time={per_target}"))
+            .arg("-print_final_stats=1")
+            .output()
+            .map_err(|e| format!("cargo fuzz: {e}"))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let execs: u64 = stderr
+            .lines()
+            .filter_map(|l| l.strip_prefix("stat::number_of_executed_units:"))
+            .filter_map(|v| v.trim().parse().ok())
+            .sum();
+        let crashes = count_files(&artifacts).saturating_sub(before);
+        let status = if out.status.success() { "ok" } else { "CRASH" };
+        rows.push((t.clone(), execs, crashes, status));
+        if !out.status.success() {
+            eprintln!(
+                "{}",
+                stderr
+                    .lines()
+                    .rev()
+                    .take(30)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+    }
+    let total: u64 = rows.iter().map(|r| r.1).sum();
+    println!(
+        "{:<14} {:>14} {:>8} status",
+        "target", "executions", "crashes"
+    );
+    for (t, e, c, s) in &rows {
+        println!("{t:<14} {e:>14} {c:>8} {s}");
+    }
+    println!("{:<14} {total:>14}", "total");
+    if rows.iter().any(|r| r.2 > 0 || r.3 != "ok") {
+        Err("fuzzing found crashes (see fuzz/artifacts/)".into())
+    } else {
+        Ok(())
+    }
+}
+
+fn count_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, Iterator::count)
 }
