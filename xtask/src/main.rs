@@ -454,7 +454,7 @@ fn fuzz(args: &[String]) -> Result<(), String> {
         let execs: u64 = stderr
             .lines()
             .filter_map(|l| l.strip_prefix("stat::number_of_executed_units:"))
-            .filter_map(|v| v.trim().parse().ok())
+            .filter_map(|v| v.trim().parse::<u64>().ok())
             .sum();
         let crashes = count_files(&artifacts).saturating_sub(before);
         let status = if out.status.success() { "ok" } else { "CRASH" };
