@@ -166,7 +166,7 @@ struct FreqEntry {
     time: i64,
     len: f64,
     error_count: u32,
-    pos: f64,
+    pos: u8,
 }
 
 #[derive(Serialize)]
@@ -176,7 +176,7 @@ struct SrcEntry {
     time: i64,
     tag: Option<()>,
     src: i64,
-    pos: f64,
+    pos: u8,
 }
 
 #[derive(Serialize)]
@@ -483,7 +483,7 @@ impl Feed {
                 time: start,
                 len: (stop - start) as f64 - 0.2,
                 error_count: d.errors,
-                pos: 0.0,
+                pos: 0,
             }],
             stop_time: stop,
             call_length: stop - start,
@@ -507,7 +507,7 @@ impl Feed {
                 time: start,
                 tag: None,
                 src: d.src,
-                pos: 0.0,
+                pos: 0,
             }],
             recorder_num: d.recorder,
             start_time: start,

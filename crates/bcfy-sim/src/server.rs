@@ -661,7 +661,10 @@ fn login(shared: &Shared, headers: &HeaderMap, form: &[(String, String)]) -> Rep
             )
             .header(
                 header::SET_COOKIE,
-                &format!("bcfyauth={}; path=/; secure", &token[..8]),
+                &format!(
+                    "bcfyuser_prefs={}; path=/; secure",
+                    random_token(&mut lock(&shared.token_rng), 12)
+                ),
             );
     } else {
         r = r.header(header::LOCATION, &format!("{site}/login/?failed=1"));

@@ -39,34 +39,59 @@ const FIXTURE_KEYS: &[(&str, &str)] = &[
     ("ts", "int"),
 ];
 
-/// Keys of the fixture's trunk-recorder `metadata`.
-const METADATA_KEYS: &[&str] = &[
-    "freqList",
-    "stop_time",
-    "call_length",
-    "freq",
-    "emergency",
-    "duplex",
-    "mode",
-    "talkgroup_tag",
-    "talkgroup_group",
-    "freq_error",
-    "noise",
-    "audio_type",
-    "signal",
-    "source_num",
-    "tdma_slot",
-    "priority",
-    "talkgroup_description",
-    "srcList",
-    "recorder_num",
-    "start_time",
-    "encrypted",
-    "talkgroup_group_tag",
-    "short_name",
-    "phase2_tdma",
-    "talkgroup",
+/// Keys and types of the fixture's trunk-recorder `metadata`.
+const METADATA_KEYS: &[(&str, &str)] = &[
+    ("freqList", "array"),
+    ("stop_time", "int"),
+    ("call_length", "int"),
+    ("freq", "int"),
+    ("emergency", "int"),
+    ("duplex", "int"),
+    ("mode", "int"),
+    ("talkgroup_tag", "str"),
+    ("talkgroup_group", "str"),
+    ("freq_error", "int"),
+    ("noise", "int"),
+    ("audio_type", "str"),
+    ("signal", "int"),
+    ("source_num", "int"),
+    ("tdma_slot", "int"),
+    ("priority", "int"),
+    ("talkgroup_description", "str"),
+    ("srcList", "array"),
+    ("recorder_num", "int"),
+    ("start_time", "int"),
+    ("encrypted", "int"),
+    ("talkgroup_group_tag", "str"),
+    ("short_name", "str"),
+    ("phase2_tdma", "int"),
+    ("talkgroup", "int"),
 ];
+/// The fixture's first `freqList` and `srcList` entries.
+const FREQ_KEYS: &[(&str, &str)] = &[
+    ("freq", "int"),
+    ("spike_count", "int"),
+    ("time", "int"),
+    ("len", "float"),
+    ("error_count", "int"),
+    ("pos", "int"),
+];
+const SRC_KEYS: &[(&str, &str)] = &[
+    ("emergency", "int"),
+    ("signal_system", "null"),
+    ("time", "int"),
+    ("tag", "null"),
+    ("src", "int"),
+    ("pos", "int"),
+];
+
+fn assert_types(obj: &Value, want: &[(&str, &str)]) {
+    let obj = obj.as_object().unwrap();
+    assert_eq!(obj.len(), want.len(), "keys of {obj:?}");
+    for (k, t) in want {
+        assert_eq!(json_type(&obj[*k]), *t, "type of {k}");
+    }
+}
 
 fn json_type(v: &Value) -> &'static str {
     match v {
@@ -93,12 +118,11 @@ fn assert_fixture_shape(c: &Value) {
         .collect();
     assert!(extra.is_empty(), "unexpected keys {extra:?}");
     if let Some(m) = obj.get("metadata") {
-        let m = m.as_object().unwrap();
-        let mut keys: Vec<&str> = m.keys().map(String::as_str).collect();
-        keys.sort_unstable();
-        let mut want = METADATA_KEYS.to_vec();
-        want.sort_unstable();
-        assert_eq!(keys, want);
+        assert_types(m, METADATA_KEYS);
+        assert_types(&m["freqList"][0], FREQ_KEYS);
+        assert_types(&m["srcList"][0], SRC_KEYS);
+        assert_eq!(m["talkgroup"], c["call_tg"]);
+        assert_eq!(m["start_time"], c["meta_starttime"]);
     }
     let ts = c["ts"].as_i64().unwrap();
     let start = c["meta_starttime"].as_i64().unwrap();
