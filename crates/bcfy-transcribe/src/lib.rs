@@ -37,3 +37,8 @@ pub use pipeline::{
     TranscriptionPipeline,
 };
 pub use transcriber::{M4A_CONTENT_TYPE, TranscribeRequest, Transcriber, Transcript};
+
+/// The README's example, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

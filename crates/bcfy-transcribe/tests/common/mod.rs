@@ -134,6 +134,22 @@ impl Stub {
         handler: impl Fn(&Upload, usize) -> Reply + Send + Sync + 'static,
         gate: Option<Arc<Semaphore>>,
     ) -> Self {
+        Self::start_full(handler, gate, None).await
+    }
+
+    /// The stub behind TLS (`https://`).
+    pub async fn start_tls(
+        handler: impl Fn(&Upload, usize) -> Reply + Send + Sync + 'static,
+        acceptor: tokio_rustls::TlsAcceptor,
+    ) -> Self {
+        Self::start_full(handler, None, Some(acceptor)).await
+    }
+
+    async fn start_full(
+        handler: impl Fn(&Upload, usize) -> Reply + Send + Sync + 'static,
+        gate: Option<Arc<Semaphore>>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(StubState {
@@ -146,7 +162,7 @@ impl Stub {
             gate,
             arrived: tokio::sync::Notify::new(),
         });
-        let task = tokio::spawn(serve(listener, Arc::clone(&state)));
+        let task = tokio::spawn(serve(listener, Arc::clone(&state), tls));
         Self { addr, state, task }
     }
 
@@ -177,17 +193,30 @@ impl Stub {
     }
 }
 
-async fn serve(listener: TcpListener, state: Arc<StubState>) {
+async fn serve(
+    listener: TcpListener,
+    state: Arc<StubState>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let state = Arc::clone(&state);
+        let tls = tls.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| handle(Arc::clone(&state), request));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let http = hyper::server::conn::http1::Builder::new();
+            match tls {
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                }
+                None => {
+                    let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                }
+            }
         });
     }
 }
