@@ -188,7 +188,10 @@ fn top_f64(top: &RawTop, key: &str) -> Option<f64> {
 
 fn check_service_error(top: &RawTop) -> Result<(), ParseError> {
     match top_value(top, "error") {
+        // `"error": false` / `""` / `0` say "no error".
         None | Some(Value::Bool(false)) => Ok(()),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(()),
+        Some(Value::Number(n)) if n.as_f64() == Some(0.0) => Ok(()),
         Some(v) => {
             let text = match v {
                 Value::String(s) => s,

@@ -1,15 +1,18 @@
 //! Sanitized, length-capped payload snippets for errors and logs.
 
-/// Keys whose value is a secret, matched ASCII-case-insensitively; the value runs to the next
-/// separator.
-const SECRET_KEYS: &[&str] = &[
-    "bcfyuser1=",
-    "password=",
-    "api_key=",
-    "apikey=",
-    "token=",
-    "authorization: ",
-    "bearer ",
+/// Names whose value is a secret, matched ASCII-case-insensitively, in cookie, form, header or
+/// JSON form (`name=v`, `name: v`, `"name": "v"`).
+const SECRET_NAMES: &[&str] = &[
+    "bcfyuser1",
+    "password",
+    "passwd",
+    "api_key",
+    "apikey",
+    "api-key",
+    "access_token",
+    "token",
+    "secret",
+    "authorization",
 ];
 
 /// How many input bytes are looked at, per output character allowed: enough to fill the
@@ -24,44 +27,59 @@ fn is_token_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '-'
 }
 
-fn starts_with_ignore_case(hay: &str, needle: &str) -> bool {
-    hay.len() >= needle.len()
-        && hay.as_bytes()[..needle.len()].eq_ignore_ascii_case(needle.as_bytes())
+fn strip_prefix_ignore_case<'a>(hay: &'a str, needle: &str) -> Option<&'a str> {
+    let head = hay.get(..needle.len())?;
+    head.eq_ignore_ascii_case(needle)
+        .then(|| &hay[needle.len()..])
 }
 
-/// Replaces secret values (`bcfyuser1=…`, `password=…`, `Bearer …`, `sk-…` keys) by `[redacted]`.
+/// If `rest` starts with a secret's name and its separator, the length of that prefix
+/// (including an auth scheme such as `Bearer `).
+/// Schemes are only recognized at the start of a word (`Bearer x`, not `cabbearer x`); names
+/// anywhere, since their separator (`=`, `:`) already anchors them (`csrf_token=x`).
+fn secret_prefix_len(rest: &str, at_word_start: bool) -> Option<usize> {
+    if at_word_start
+        && let Some(after) = strip_prefix_ignore_case(rest, "bearer ")
+            .or_else(|| strip_prefix_ignore_case(rest, "basic "))
+    {
+        return Some(rest.len() - after.len());
+    }
+    let name = SECRET_NAMES
+        .iter()
+        .find(|n| strip_prefix_ignore_case(rest, n).is_some())?;
+    let mut after = &rest[name.len()..];
+    after = after.strip_prefix(['"', '\'']).unwrap_or(after);
+    after = after.trim_start_matches([' ', '\t']);
+    after = after.strip_prefix(['=', ':'])?;
+    after = after.trim_start_matches([' ', '\t', '"', '\'']);
+    for scheme in ["bearer ", "basic "] {
+        if let Some(a) = strip_prefix_ignore_case(after, scheme) {
+            after = a;
+        }
+    }
+    Some(rest.len() - after.len())
+}
+
+/// Replaces secret values (`bcfyuser1=…`, `password=…`, `"api_key": "…"`, `Bearer …`,
+/// `sk-…` keys) by `[redacted]`.
 pub(crate) fn redact(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     let mut prev: Option<char> = None;
     while let Some(c) = rest.chars().next() {
-        if let Some(key) = SECRET_KEYS
-            .iter()
-            .find(|k| starts_with_ignore_case(rest, k))
-        {
-            let (k, after) = rest.split_at(key.len());
-            // "Authorization: Bearer x" : keep the scheme word, redact what follows it.
-            let after = match after.get(..7) {
-                Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") => {
-                    out.push_str(k);
-                    out.push_str(scheme);
-                    &after[7..]
-                }
-                _ => {
-                    out.push_str(k);
-                    after
-                }
-            };
+        let at_word_start = !prev.is_some_and(is_token_char);
+        if let Some(n) = secret_prefix_len(rest, at_word_start) {
+            let (head, after) = rest.split_at(n);
+            out.push_str(head);
             let end = after.find(is_value_end).unwrap_or(after.len());
             if end > 0 {
                 out.push_str("[redacted]");
             }
             rest = &after[end..];
-            prev = k.chars().last();
+            prev = head.chars().last();
             continue;
         }
-        if c == 's' && !prev.is_some_and(is_token_char) && starts_with_ignore_case(rest, "sk-") {
-            let tail = &rest[3..];
+        if at_word_start && let Some(tail) = strip_prefix_ignore_case(rest, "sk-") {
             let end = tail
                 .find(|ch: char| !is_token_char(ch))
                 .unwrap_or(tail.len());

@@ -241,6 +241,20 @@ fn snippet_redacts_secrets_and_caps_on_a_char_boundary() {
     );
     let s = snippet(b"BCFYUSER1=zzz", 200);
     assert!(!s.contains("zzz"));
+    let s = snippet(
+        br#"{"api_key": "k-123", "csrf_token":"t-456", "Authorization":"Basic dXNlcjpw"}"#,
+        200,
+    );
+    assert!(
+        !s.contains("k-123") && !s.contains("t-456") && !s.contains("dXNlcjpw"),
+        "{s}"
+    );
+    assert!(s.contains(r#""api_key": "[redacted]""#), "{s}");
+    // Ordinary text is left alone.
+    assert_eq!(
+        snippet(b"tokens are fine; task-12345678 too", 200),
+        "tokens are fine; task-12345678 too"
+    );
     // Capped on a character boundary, marked as cut.
     assert_eq!(snippet("αβγδε".as_bytes(), 3), "αβγ…");
     assert_eq!(snippet(b"abc", 3), "abc");
