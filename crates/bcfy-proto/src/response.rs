@@ -138,6 +138,8 @@ pub struct RejectedCall {
 type RawTop = HashMap<String, Box<RawValue>>;
 
 fn parse_top(bytes: &[u8]) -> Result<RawTop, ParseError> {
+    // PHP pages sometimes emit a UTF-8 byte order mark, which JSON parsers refuse.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first.is_some_and(|&b| b != b'{') {
         // Valid JSON of another type, or not JSON at all: tell which.

@@ -460,6 +460,15 @@ fn empty_polls_are_not_errors() {
         let resp = LiveCallsResponse::from_slice(body).unwrap();
         assert!(resp.calls.is_empty() && resp.rejected.is_empty() && resp.is_empty());
     }
+    let mut with_bom = b"\xEF\xBB\xBF".to_vec();
+    with_bom.extend_from_slice(LIVE_REAL);
+    assert_eq!(
+        LiveCallsResponse::from_slice(&with_bom)
+            .unwrap()
+            .calls
+            .len(),
+        25
+    );
     let resp = LiveCallsResponse::from_slice(EMPTY).unwrap();
     assert_eq!(resp.server_time, Some(1_763_987_420));
     assert_eq!(resp.last_pos, Some(1_763_987_410.5));
