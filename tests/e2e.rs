@@ -409,3 +409,62 @@ async fn bad_credentials_are_an_authentication_error() {
     assert!(!format!("{err:?}").contains("wrong-password"));
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_and_producers_added_after_start_see_every_call_once() {
+    const TOTAL: usize = 12;
+    let sim = sim(Simulator::builder()
+        .seed(19)
+        .calls_per_second(0.0)
+        .total_calls(Some(TOTAL as u64)))
+    .await;
+    let client = client_for(&sim, false).build().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    client
+        .register_consumer("calls.audio.raw", move |event: Event<BcfyEvent>| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(event.payload.call_id().to_string());
+            }
+        })
+        .unwrap()
+        .detach();
+    let mut stream = client.stream("calls.live.>").unwrap();
+    // One producer per talkgroup, the second created once the client runs.
+    client
+        .create_live_producer(Subscription::talkgroups([groups()[0]]).unwrap())
+        .unwrap();
+    client.start().await.unwrap();
+    client
+        .create_live_producer(Subscription::talkgroups([groups()[1]]).unwrap())
+        .unwrap();
+    let ids = sim.ingest(TOTAL);
+    assert_eq!(ids.len(), TOTAL);
+
+    let mut seen = Vec::new();
+    collect_until(&mut stream, &mut seen, |s| s.len() >= TOTAL).await;
+    let report = shutdown_draining(&client, &mut stream, &mut seen).await;
+    assert_eq!(report.counts.live, TOTAL as u64);
+    let mut live: Vec<String> = seen
+        .iter()
+        .map(|e| e.payload.call_id().to_string())
+        .collect();
+    let mut audio: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+    let mut want = ids;
+    live.sort();
+    audio.sort();
+    want.sort();
+    assert_eq!(
+        live, want,
+        "each shard topic carried its talkgroup's calls once"
+    );
+    assert_eq!(
+        audio, want,
+        "the handler saw every audio once, drained before shutdown returned"
+    );
+    for e in &seen {
+        let (sid, tg) = e.payload.call().shard_key();
+        assert_eq!(e.topic(), format!("calls.live.{}.{}", sid.get(), tg.get()));
+    }
+    sim.shutdown().await;
+}

@@ -115,10 +115,20 @@ pub struct Args {
     #[arg(long, requires_all = ["from", "to"])]
     pub archive: bool,
     /// Start of the archive window: epoch seconds, `YYYY-MM-DDTHH:MM:SSZ`, `now` or `-2h`/`-30m`/`-90s`.
-    #[arg(long, value_name = "TIME", requires = "archive")]
+    #[arg(
+        long,
+        value_name = "TIME",
+        requires = "archive",
+        allow_hyphen_values = true
+    )]
     pub from: Option<String>,
     /// End of the archive window (same forms as --from).
-    #[arg(long, value_name = "TIME", requires = "archive")]
+    #[arg(
+        long,
+        value_name = "TIME",
+        requires = "archive",
+        allow_hyphen_values = true
+    )]
     pub to: Option<String>,
 }
 

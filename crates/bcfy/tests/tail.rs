@@ -198,3 +198,39 @@ fn flags_conflict_and_groups_parse() {
     assert_eq!(a.groups.len(), 2);
     assert!(tail::Args::try_parse_from(["tail", "--archive", "--group", "1-2"]).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_mode_prints_the_archived_calls_of_the_window() {
+    let (summary, lines) = run(args(&[
+        "--jsonl",
+        "--archive",
+        "--from",
+        "-1h",
+        "--to",
+        "now",
+        "--sim-rate",
+        "2",
+    ]))
+    .await;
+    let sim = summary.sim.as_ref().unwrap();
+    let now = sim.now() as i64;
+    let mut want: Vec<String> = sim
+        .ingested_calls()
+        .into_iter()
+        .filter(|c| c.group == "4290-512" && c.ts >= now - 3600 && c.ts <= now)
+        .map(|c| c.call_id)
+        .collect();
+    assert!(!want.is_empty(), "the simulator has some history");
+    let mut got: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            assert_eq!(l["topic"], "archive");
+            assert_eq!(l["group"], "4290-512");
+            l["call_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    sim.shutdown().await;
+}
