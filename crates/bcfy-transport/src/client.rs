@@ -347,6 +347,8 @@ impl HttpTransportBuilder {
     pub fn build(self) -> Result<HttpTransport, TransportError> {
         let cfg = &self.config;
         let config_error = |msg: &str| TransportError::new(TransportErrorKind::Config, msg);
+        cfg.validate()
+            .map_err(|e| config_error(&format!("invalid transport config: {e}")))?;
         if cfg.max_in_flight_api == 0 {
             return Err(config_error("max_in_flight_api must be at least 1"));
         }
