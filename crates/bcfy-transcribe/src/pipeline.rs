@@ -269,10 +269,12 @@ impl TranscriptionPipeline {
         self
     }
 
-    /// Sets how many calls may be held between input and output (at least `max_concurrency`).
+    /// Sets how many calls may be held between input and output (at least `max_concurrency`,
+    /// and at least 2: the call whose payloads are still arriving holds a place, and the window
+    /// must leave room to read the rest of it).
     #[must_use]
     pub fn with_reorder_window(mut self, window: usize) -> Self {
-        self.reorder_window = window.max(self.max_concurrency);
+        self.reorder_window = window.max(self.max_concurrency).max(2);
         self
     }
 

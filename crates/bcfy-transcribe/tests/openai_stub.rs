@@ -276,3 +276,17 @@ fn config_errors() {
         .unwrap_err();
     assert_eq!(error.kind(), TranscriptionErrorKind::Config);
 }
+
+#[tokio::test]
+async fn slow_provider_times_out_as_a_retryable_network_error() {
+    let stub =
+        Stub::start(|upload, index| echo(upload, index).delayed(Duration::from_secs(30))).await;
+    let whisper = OpenAiTranscriber::builder(&stub.config())
+        .request_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let error = whisper.transcribe(request(1, "x")).await.unwrap_err();
+    assert_eq!(error.kind(), TranscriptionErrorKind::Network, "{error}");
+    assert!(error.message().contains("timed out"), "{error}");
+    assert_eq!(error.retry_hint(), RetryHint::Backoff);
+}

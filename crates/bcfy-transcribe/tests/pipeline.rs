@@ -468,6 +468,24 @@ async fn payloads_are_concatenated_per_call_in_sequence_order() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn smallest_window_still_assembles_multi_payload_calls() {
+    let fake = Fake::new(|request, _| (Duration::from_millis(3), echo_text(request)));
+    let pipeline = TranscriptionPipeline::new(fake, &config(1)).with_reorder_window(1);
+    assert_eq!(pipeline.reorder_window(), 2);
+    let a = call(1, Some(4.0));
+    let b = call(2, Some(4.0));
+    let events = vec![
+        payload(&a, 0, 0.0, 2.0, "a1"),
+        payload(&a, 1, 2.0, 4.0, "a2"),
+        payload(&b, 0, 0.0, 2.0, "b1"),
+        payload(&b, 1, 2.0, 4.0, "b2"),
+    ];
+    let outcomes = run_all(&pipeline, events).await;
+    let texts: Vec<_> = outcomes.iter().map(text).collect();
+    assert_eq!(texts, ["a1a2", "b1b2"]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_complete_call_is_sent_without_waiting_for_the_next_one() {
     let fake = Fake::new(|request, _| (Duration::from_millis(10), echo_text(request)));
     let pipeline = Arc::new(TranscriptionPipeline::new(fake, &config(2)));
