@@ -631,6 +631,32 @@ impl SimHandle {
     pub fn expire_sessions(&self) {
         self.shared().expire_all_sessions();
     }
+    /// Number of requests to `endpoint` answered so far (counted whether or not requests are
+    /// recorded).
+    pub fn answered(&self, endpoint: Endpoint) -> u64 {
+        self.shared().answered[endpoint.index()].load(std::sync::atomic::Ordering::Acquire)
+    }
+    /// Waits until live-calls has served at least `n` distinct calls (an event, not a sleep:
+    /// wrap it in `tokio::time::timeout` in tests).
+    pub async fn wait_served(&self, n: usize) {
+        loop {
+            let changed = self.shared().changed.notified();
+            if lock(&self.shared().served).calls.len() >= n {
+                return;
+            }
+            changed.await;
+        }
+    }
+    /// Waits until at least `n` requests to `endpoint` have been answered.
+    pub async fn wait_answered(&self, endpoint: Endpoint, n: u64) {
+        loop {
+            let changed = self.shared().changed.notified();
+            if self.answered(endpoint) >= n {
+                return;
+            }
+            changed.await;
+        }
+    }
     /// Stops accepting, lets in-flight connections finish (up to 1 s), and returns.
     pub async fn shutdown(&self) {
         let _ = self.inner.stop.send(true);

@@ -113,6 +113,10 @@ pub(crate) struct Shared {
     pub(crate) served: Mutex<Served>,
     pub(crate) log: Mutex<Vec<RecordedRequest>>,
     counters: [AtomicU64; 7],
+    /// Requests answered per endpoint (counted when the answer's headers are ready).
+    pub(crate) answered: [AtomicU64; 7],
+    /// Woken whenever a request is answered or a call is served.
+    pub(crate) changed: tokio::sync::Notify,
     fault_rng: Mutex<ChaCha8Rng>,
     token_rng: Mutex<ChaCha8Rng>,
     conn_ids: AtomicU64,
@@ -141,6 +145,8 @@ impl Shared {
             served: Mutex::new(Served::default()),
             log: Mutex::new(Vec::new()),
             counters: Default::default(),
+            answered: Default::default(),
+            changed: tokio::sync::Notify::new(),
             fault_rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0xFA17)),
             token_rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0x70CE)),
             conn_ids: AtomicU64::new(0),
@@ -485,6 +491,8 @@ pub(crate) async fn handle(
     if let Some(d) = faults.slow_headers {
         tokio::time::sleep(d).await;
     }
+    shared.answered[ep.index()].fetch_add(1, Ordering::Release);
+    shared.changed.notify_waiters();
     build_response(reply, &faults)
 }
 

@@ -672,3 +672,36 @@ async fn unknown_paths_are_404_and_recorded() {
     assert_eq!(rec[0].status, StatusCode::NOT_FOUND);
     assert!(rec[0].connection_id > 0);
 }
+
+#[tokio::test]
+async fn waiters_wake_on_served_calls_and_answers() {
+    let sim = manual_sim().await;
+    sim.ingest(3);
+    let http = Http::new();
+    let token = login(&http, &sim).await;
+    assert_eq!(sim.answered(Endpoint::Login), 1);
+    let (s2, h2) = (sim.clone(), http.clone());
+    let poller = tokio::spawn(async move {
+        poll(
+            &h2,
+            &s2,
+            &token,
+            &["4290-512", "4290-1536", "7001-100"],
+            "0",
+            true,
+        )
+        .await
+        .status
+    });
+    tokio::time::timeout(Duration::from_secs(10), sim.wait_served(3))
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        sim.wait_answered(Endpoint::LiveCalls, 1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(poller.await.unwrap(), StatusCode::OK);
+    assert_eq!(sim.served_calls().len(), 3);
+}
