@@ -151,6 +151,8 @@ impl HttpTransport {
         let permit = Arc::clone(semaphore).acquire_owned().await.map_err(|_| {
             TransportError::new(TransportErrorKind::Connect, "the transport is shut down")
         })?;
+        // The gate may have closed while this request queued for the budget or a permit.
+        inner.gate.wait().await;
         // 5. the network stack, until the response headers.
         let http_req = http_req.map(Full::new);
         let resp = tokio::time::timeout(timeout, inner.service.clone().oneshot(http_req))
