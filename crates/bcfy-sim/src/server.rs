@@ -209,6 +209,7 @@ impl Shared {
             {
                 continue;
             }
+            tracing::debug!(endpoint = %ep, request = n, fault = ?rule.fault, "bcfy-sim injects a fault");
             match &rule.fault {
                 f @ (Fault::TooManyRequests(_) | Fault::Unavailable(_)) => {
                     if a.status.is_none() {

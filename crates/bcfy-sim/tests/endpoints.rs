@@ -705,3 +705,35 @@ async fn waiters_wake_on_served_calls_and_answers() {
     assert_eq!(poller.await.unwrap(), StatusCode::OK);
     assert_eq!(sim.served_calls().len(), 3);
 }
+
+#[tokio::test]
+async fn head_on_audio_gives_length_without_body() {
+    let sim = manual_sim().await;
+    sim.ingest(1);
+    let c = &sim.ingested_calls()[0];
+    let req = http::Request::head(audio_url(&sim, &c.payload))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let r = Http::new().send(req).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("content-length").unwrap(), c.audio_len.to_string());
+    assert!(r.bytes().is_empty());
+}
+
+#[tokio::test]
+async fn recorded_requests_redact_secrets_in_debug() {
+    let sim = manual_sim().await;
+    let http = Http::new();
+    let token = login(&http, &sim).await;
+    poll(&http, &sim, &token, &["4290-512"], "0", true).await;
+    transcribe(&http, &sim, "sk-sim", b"not audio", "json").await;
+    let rec = sim.requests();
+    assert_eq!(rec.len(), 3);
+    let dump = format!("{rec:?}");
+    for secret in [token.as_str(), "demo-password", "sk-sim"] {
+        assert!(!dump.contains(secret), "Debug leaks {secret}");
+    }
+    // The values themselves stay available to assertions.
+    assert_eq!(rec[1].cookie.as_deref(), Some(token.as_str()));
+    assert_eq!(rec[2].header("authorization"), Some("Bearer sk-sim"));
+}

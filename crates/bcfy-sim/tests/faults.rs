@@ -390,3 +390,66 @@ async fn fault_plan_parses_from_the_cli_syntax() {
     };
     assert_eq!(s, [200, 200, 429]);
 }
+
+#[tokio::test]
+async fn status_faults_apply_to_every_endpoint() {
+    let mut plan = FaultPlan::none();
+    for ep in [
+        Endpoint::Login,
+        Endpoint::Logout,
+        Endpoint::Archive,
+        Endpoint::Audio,
+    ] {
+        plan = plan.nth(ep, 1, Fault::too_many_requests_secs(1));
+    }
+    let sim = sim_with(plan).await;
+    let http = Http::new();
+    let base = sim.base_url();
+    let login_form = common::form(&[
+        ("username", "demo"),
+        ("password", "demo-password"),
+        ("action", "auth"),
+        ("redirect", "x"),
+    ]);
+    let r = http
+        .post_form(&common::url(&base, "/login/"), login_form, &[])
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    let token = login(&http, &sim).await;
+    let cookie = format!("bcfyuser1={token}");
+    let block = START - START.rem_euclid(1800);
+    let archive = common::url(
+        &base,
+        &format!("/calls/apis/archivecall.php?group=4290-512&s={block}"),
+    );
+    assert_eq!(
+        http.get(&archive, &[("cookie", &cookie)]).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        http.get(&archive, &[("cookie", &cookie)]).await.status,
+        StatusCode::OK
+    );
+    sim.ingest(1);
+    let c = &sim.ingested_calls()[0];
+    assert_eq!(
+        http.get(&audio_url(&sim, &c.payload), &[]).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        http.get(&audio_url(&sim, &c.payload), &[]).await.status,
+        StatusCode::OK
+    );
+    let logout = common::url(&base, "/account/?action=logout");
+    assert_eq!(
+        http.get(&logout, &[("cookie", &cookie)]).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // The faulted logout did not log out.
+    assert!(poll(&http, &sim, &token, G, "0", false).await.json()["calls"].is_array());
+    assert_eq!(
+        http.get(&logout, &[("cookie", &cookie)]).await.status,
+        StatusCode::FOUND
+    );
+    assert!(poll(&http, &sim, &token, G, "0", false).await.json()["error"].is_string());
+}
