@@ -639,3 +639,17 @@ async fn without_retain_metadata_cached_calls_lose_their_metadata() {
     assert_eq!(cached.calls.len(), 14);
     assert!(cached.calls.iter().all(|c| c.metadata.is_none()));
 }
+
+#[tokio::test]
+async fn client_and_futures_are_send_and_sync() {
+    fn assert_send<T: Send>(_: &T) {}
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<ArchiveClient>();
+    assert_send_sync::<bcfy_archive::ArchiveError>();
+    assert_send_sync::<FsCache>();
+    assert_send_sync::<MemoryCache>();
+    let t = setup();
+    let client = t.client(Arc::new(MemoryCache::default()));
+    assert_send(&client.fetch(group(), past_block()));
+    assert_send(&client.fetch_range(group(), TimeWindow::new(0, 1)));
+}

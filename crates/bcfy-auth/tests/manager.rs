@@ -428,3 +428,17 @@ fn manager_is_send_and_sync() {
     assert_send_sync::<AuthManager>();
     assert_send_sync::<bcfy_auth::AuthError>();
 }
+
+#[tokio::test]
+async fn futures_are_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let mock = MockTransport::new();
+    let auth = manager(&mock, creds().into());
+    assert_send(&auth.ensure_session());
+    assert_send(&auth.logout());
+    assert_send(&auth.set_credentials(creds()));
+    let client = AuthClient::new(mock.shared(), site());
+    let c = creds();
+    assert_send(&client.login(&c));
+    assert_send(&client.logout());
+}
