@@ -475,7 +475,8 @@ impl Feed {
             call_id = make_id(&filename);
         }
         let freq_hz = g.base_freq_hz + 12_500 * d.freq_step;
-        let call_freq = (freq_hz as f64 / 1_000.0).round() / 1_000.0;
+        // MHz with the 12.5 kHz channel step intact (e.g. 858.4625, as in the fixture).
+        let call_freq = freq_hz as f64 / 1_000_000.0;
         let metadata = with_metadata.then(|| Metadata {
             freq_list: vec![FreqEntry {
                 freq: freq_hz,
@@ -523,7 +524,7 @@ impl Feed {
             call_tg: g.tg,
             call_duration: stop - start,
             call_ttl: ts + TTL_SECS,
-            call_timediff: ((ts - stop) as f64 + d.timediff_frac),
+            call_timediff: (((ts - stop) as f64 + d.timediff_frac) * 1000.0).round() / 1000.0,
             id: &g.key,
             site_id: g.site_id,
             system_id: node,

@@ -132,6 +132,14 @@ fn assert_fixture_shape(c: &Value) {
     assert_eq!(c["call-ttl"].as_i64().unwrap(), ts + 365 * 86_400);
     assert!((5..=6).contains(&(ts - stop)), "ts - stop = {}", ts - stop);
     assert_eq!(c["call_duration"].as_i64().unwrap(), stop - start);
+    let decimals = |v: &Value| v.to_string().split_once('.').map_or(0, |(_, f)| f.len());
+    assert!(decimals(&c["call_freq"]) <= 4, "{}", c["call_freq"]);
+    let hz = (c["call_freq"].as_f64().unwrap() * 1e6).round() as u64;
+    assert_eq!(hz % 12_500, 0, "channel step of {}", c["call_freq"]);
+    if let Some(m) = c.get("metadata") {
+        assert_eq!(m["freq"].as_u64().unwrap(), hz);
+    }
+    assert!(decimals(&c["call_timediff"]) <= 3, "{}", c["call_timediff"]);
     let diff = c["call_timediff"].as_f64().unwrap();
     assert!((diff - (ts - stop) as f64).abs() < 0.5);
     let hash = c["hash"].as_str().unwrap();
