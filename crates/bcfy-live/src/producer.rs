@@ -33,9 +33,11 @@ pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 /// Stops a [`LiveCallProducer`] from anywhere, also while its `run` is being awaited elsewhere.
 ///
-/// Cheap to clone. Stopping is sticky: once stopped, `run` returns `Ok(())` at its next await
-/// point (an in-flight request is abandoned, its calls are fetched again from the cursor by a
-/// later producer), and any later `run` of the same producer returns at once.
+/// Cheap to clone. `stop()` ends the active `run` at its next await point with `Ok(())` (an
+/// in-flight request is abandoned; calls not yet on the queue are fetched again from the
+/// cursor); called while no `run` is active, it makes the next `run` return at once. Each
+/// stop is consumed by the `run` it ended, so the producer can `run` again afterwards and
+/// resumes from its cursor with its memory of recent call ids.
 #[derive(Debug, Clone, Default)]
 pub struct ProducerHandle {
     inner: Arc<StopInner>,
@@ -54,7 +56,12 @@ impl ProducerHandle {
         self.inner.notify.notify_waiters();
     }
 
-    /// Whether [`stop`](Self::stop) was called.
+    /// Consumes a stop request (the run it was meant for has ended).
+    fn clear(&self) {
+        self.inner.stopped.store(false, Ordering::Release);
+    }
+
+    /// Whether a stop is pending (requested and not yet consumed by the run it ended).
     pub fn is_stopped(&self) -> bool {
         self.inner.stopped.load(Ordering::Acquire)
     }
@@ -296,8 +303,23 @@ impl LiveCallProducer {
     /// Polls until [`stop`](Self::stop) is called, the queue's receiver is dropped, the retry
     /// budget runs out or the session cannot be had.
     ///
-    /// Returns `Ok(())` after a stop. Only one `run` of a producer can be active at a time.
+    /// Returns `Ok(())` after a stop. Only one `run` of a producer can be active at a time; a
+    /// later `run` (after a stop or an error) resumes from the cursor in a new live session.
     pub async fn run(&self, queue: mpsc::Sender<LiveCallEnvelope>) -> Result<(), LiveError> {
+        let result = self.run_session(queue).await;
+        if result
+            .as_ref()
+            .is_err_and(|e| e.kind() == LiveErrorKind::AlreadyRunning)
+        {
+            return result;
+        }
+        if self.stop.is_stopped() {
+            self.stop.clear();
+        }
+        result
+    }
+
+    async fn run_session(&self, queue: mpsc::Sender<LiveCallEnvelope>) -> Result<(), LiveError> {
         let Ok(mut state) = self.state.try_lock() else {
             return Err(LiveError::new(
                 LiveErrorKind::AlreadyRunning,
@@ -408,7 +430,10 @@ impl LiveCallProducer {
                                 error = %detail,
                                 "live poll rate limited; waiting"
                             );
-                            wait
+                            // The gate decides when the next request may go; the poll
+                            // cadence still applies to this session on top of it.
+                            wait.max(self.config.poll_interval.min(self.config.max_backoff))
+                                .max(self.min_spacing())
                         }
                         PollFailure::AuthFatal(e) => {
                             return Err(LiveError::new(

@@ -444,15 +444,16 @@ async fn retry_after_is_waited_out_without_spending_the_budget() {
         &r.mock,
         vec![
             MockResponse::new(StatusCode::TOO_MANY_REQUESTS).header("retry-after", "7"),
-            MockResponse::new(StatusCode::SERVICE_UNAVAILABLE).header("retry-after", "3"),
+            MockResponse::new(StatusCode::SERVICE_UNAVAILABLE).header("retry-after", "1"),
             answer(&[call(START as i64 + 1, 4290, 512, START as i64)]),
         ],
     );
     let (mut rx, task) = spawn(&r.producer, 4);
     assert!(rx.recv().await.is_some());
     let g = gaps(&times.lock().unwrap()[..3]);
+    // Retry-After 7 s is waited out; a 1 s one still keeps the 2 s poll cadence.
     assert!(
-        (g[0] - 7.0).abs() < 1e-6 && (g[1] - 3.0).abs() < 1e-6,
+        (g[0] - 7.0).abs() < 1e-6 && (g[1] - 2.0).abs() < 1e-6,
         "{g:?}"
     );
     r.producer.stop();
@@ -611,7 +612,7 @@ async fn a_full_queue_stops_polling_and_nothing_is_skipped_after() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn stop_ends_a_run_awaited_elsewhere_and_is_sticky() {
+async fn stop_ends_a_run_awaited_elsewhere() {
     let r = rig(config());
     r.mock.on(Method::POST, LIVE, answer(&[]));
     let handle = r.producer.handle();
@@ -619,11 +620,59 @@ async fn stop_ends_a_run_awaited_elsewhere_and_is_sticky() {
     polls(&r.mock, 2).await;
     handle.stop();
     assert!(task.await.unwrap().is_ok());
-    let (tx, _rx) = mpsc::channel(1);
     assert!(
-        r.producer.run(tx).await.is_ok(),
-        "stopped producers return at once"
+        !handle.is_stopped(),
+        "the stop was consumed by the run it ended"
     );
+    // A stop with no active run ends the next run at once.
+    handle.stop();
+    let (tx, _rx) = mpsc::channel(1);
+    let before = r.mock.requests_to(LIVE).len();
+    assert!(r.producer.run(tx).await.is_ok());
+    assert_eq!(r.mock.requests_to(LIVE).len(), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_mid_batch_keeps_the_cursor_on_the_last_delivered_call_and_a_new_run_resumes() {
+    let r = rig(config());
+    let t = START as i64;
+    let feed: Vec<Value> = (1..=3)
+        .map(|i| call(t + i, 4290, 512, t - 10 + i))
+        .collect();
+    let f = feed.clone();
+    r.mock.on_fn(move |req| {
+        (req.path() == LIVE).then(|| {
+            let pos: f64 = field(req, "pos").parse().unwrap();
+            let calls: Vec<Value> = f
+                .iter()
+                .filter(|c| c["ts"].as_i64().unwrap() as f64 >= pos)
+                .cloned()
+                .collect();
+            answer(&calls)
+        })
+    });
+    let (mut rx, task) = spawn(&r.producer, 1);
+    polls(&r.mock, 1).await;
+    // One call fits the queue; the producer waits to put the second.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    r.producer.stop();
+    task.await.unwrap().unwrap();
+    assert_eq!(r.producer.cursor(), (t + 1) as f64);
+    assert_eq!(rx.recv().await.unwrap().call.ts, t + 1);
+    assert!(rx.recv().await.is_none(), "the first run's sender is gone");
+
+    // Run again: a new session from the cursor; call 1 comes back (overlap) and is dropped.
+    let (mut rx, task) = spawn(&r.producer, 8);
+    assert_eq!(rx.recv().await.unwrap().call.ts, t + 2);
+    assert_eq!(rx.recv().await.unwrap().call.ts, t + 3);
+    let reqs = polls(&r.mock, 3).await;
+    assert_eq!(field(&reqs[1], "pos"), (t + 1).to_string());
+    assert_eq!(field(&reqs[1], "doInit"), "1");
+    assert_ne!(field(&reqs[1], "sessionKey"), field(&reqs[0], "sessionKey"));
+    r.producer.stop();
+    task.await.unwrap().unwrap();
+    assert!(rx.try_recv().is_err());
+    assert_eq!(r.producer.stats().dispatched, 3);
 }
 
 #[tokio::test(start_paused = true)]
