@@ -154,8 +154,9 @@ impl Simulator {
     }
 }
 
-/// Configures and starts a simulator. Every setter is optional.
-#[derive(Clone, Debug)]
+/// Configures and starts a simulator. Every setter is optional. `Debug` redacts passwords and
+/// the Whisper key.
+#[derive(Clone)]
 #[must_use]
 pub struct SimulatorBuilder {
     seed: u64,
@@ -182,6 +183,27 @@ pub struct SimulatorBuilder {
     ip: IpAddr,
     port: u16,
     cdn_port: u16,
+}
+
+impl std::fmt::Debug for SimulatorBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let users: Vec<&str> = self.users.iter().map(|(u, _)| u.as_str()).collect();
+        f.debug_struct("SimulatorBuilder")
+            .field("seed", &self.seed)
+            .field("groups", &self.groups)
+            .field("rate", &self.rate)
+            .field("total", &self.total)
+            .field("users", &users)
+            .field(
+                "whisper_key",
+                &self.whisper_key.as_ref().map(|_| "[redacted]"),
+            )
+            .field("faults", &self.faults)
+            .field("manual_start", &self.manual_start)
+            .field("start_epoch", &self.start_epoch)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for SimulatorBuilder {

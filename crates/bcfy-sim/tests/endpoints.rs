@@ -745,3 +745,16 @@ async fn recorded_requests_redact_secrets_in_debug() {
     assert_eq!(rec[1].cookie.as_deref(), Some(token.as_str()));
     assert_eq!(rec[2].header("authorization"), Some("Bearer sk-sim"));
 }
+
+#[test]
+fn builder_debug_redacts_secrets() {
+    let b = Simulator::builder()
+        .user("alice", "hunter2-secret")
+        .whisper_key("sk-very-secret");
+    let d = format!("{b:?}");
+    assert!(d.contains("alice"));
+    assert!(
+        !d.contains("hunter2-secret") && !d.contains("sk-very-secret"),
+        "{d}"
+    );
+}
