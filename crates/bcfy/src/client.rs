@@ -205,6 +205,7 @@ impl ClientBuilder {
                 state: Mutex::new(State::Idle {
                     producers: Vec::new(),
                 }),
+                stages: Mutex::new(StageRefs::default()),
                 config,
             }),
         })
@@ -251,7 +252,7 @@ pub struct Client {
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     config: Config,
     transport: SharedTransport,
     auth: Arc<AuthManager>,
@@ -262,6 +263,35 @@ struct Inner {
     transcriber: Option<Arc<dyn crate::transcribe::Transcriber>>,
     counters: Arc<Counters>,
     state: Mutex<State>,
+    /// Every stage ever created, kept after shutdown for [`Client::stats`].
+    stages: Mutex<StageRefs>,
+}
+
+#[derive(Debug, Default)]
+struct StageRefs {
+    producers: Vec<Arc<LiveCallProducer>>,
+    audio: Option<Arc<crate::audio::AudioConsumer>>,
+    #[cfg(feature = "transcribe")]
+    transcription: Option<Arc<crate::transcribe::TranscriptionPipeline>>,
+}
+
+/// Running totals of every stage, from [`Client::stats`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ClientStats {
+    /// Bus publications per stage.
+    pub counts: Counts,
+    /// One entry per live producer, in creation order.
+    pub producers: Vec<crate::live::ProducerStats>,
+    /// Logins and failures.
+    pub auth: crate::auth::AuthStats,
+    /// The audio stage (after `start`).
+    pub audio: Option<crate::audio::AudioStats>,
+    /// The transcription stage (after `start`, when enabled).
+    #[cfg(feature = "transcribe")]
+    pub transcription: Option<crate::transcribe::PipelineStats>,
+    /// Seconds from a call's ingest (`ts`) to its audio being published, for the last call.
+    pub last_lag: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -296,6 +326,8 @@ pub(crate) struct Counters {
     /// Shutdown has begun: stages ending now is expected.
     pub(crate) stopping: AtomicBool,
     pub(crate) last_error: Mutex<Option<String>>,
+    /// One plus the milliseconds from ingest to audio publication of the last call (0 = none).
+    pub(crate) last_lag_ms: AtomicU64,
 }
 
 impl Counters {
@@ -332,6 +364,18 @@ impl Client {
     /// A builder with the spec's defaults.
     pub fn builder() -> ClientBuilder {
         ClientBuilder::default()
+    }
+
+    /// A weak handle (for observers that must not keep the client alive).
+    #[cfg_attr(not(feature = "otel"), allow(dead_code))]
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    /// The client behind a weak handle, if it still exists.
+    #[cfg_attr(not(feature = "otel"), allow(dead_code))]
+    pub(crate) fn upgrade(weak: &std::sync::Weak<Inner>) -> Option<Self> {
+        weak.upgrade().map(|inner| Self { inner })
     }
 
     /// A client from a loaded [`Config`] (credentials included).
@@ -418,6 +462,9 @@ impl Client {
             .map_err(Error::from)?,
         );
         let mut state = self.lock_state();
+        if !matches!(&*state, State::Stopped) {
+            lock(&self.inner.stages).producers.push(producer.clone());
+        }
         match &mut *state {
             State::Idle { producers } => producers.push(producer.clone()),
             State::Running(running) => {
@@ -569,6 +616,30 @@ impl Client {
         })
     }
 
+    /// Totals of every stage: bus publications, each producer's polls, logins, downloads,
+    /// transcriptions, and the last call's ingest-to-audio lag.
+    pub fn stats(&self) -> ClientStats {
+        let stages = lock(&self.inner.stages);
+        let lag = self.inner.counters.last_lag_ms.load(Ordering::Relaxed);
+        ClientStats {
+            counts: self.inner.counters.snapshot(),
+            producers: stages.producers.iter().map(|p| p.stats()).collect(),
+            auth: self.inner.auth.stats(),
+            audio: stages.audio.as_ref().map(|a| a.stats()),
+            #[cfg(feature = "transcribe")]
+            transcription: stages.transcription.as_ref().map(|t| t.stats()),
+            last_lag: (lag > 0).then(|| Duration::from_millis(lag - 1)),
+        }
+    }
+
+    /// Calls waiting in the live queue now (0 unless running).
+    pub fn backlog(&self) -> usize {
+        match &*self.lock_state() {
+            State::Running(r) => r.live_tx.max_capacity() - r.live_tx.capacity(),
+            _ => 0,
+        }
+    }
+
     /// Liveness, readiness (live-queue backlog against `health.backlog_threshold`) and counts.
     pub fn health(&self) -> Health {
         let state = self.lock_state();
@@ -616,6 +687,10 @@ impl Client {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn state_error(state: &State) -> Error {
@@ -734,10 +809,11 @@ fn spawn_pipeline(
         Some(transcriber) => {
             let (tx, rx) = mpsc::channel(config.transcription.queue_size.max(1));
             let (out_tx, out_rx) = mpsc::channel(config.transcription.queue_size.max(1));
-            let pipeline = crate::transcribe::TranscriptionPipeline::new(
+            let pipeline = Arc::new(crate::transcribe::TranscriptionPipeline::new(
                 transcriber.clone(),
                 &config.transcription,
-            );
+            ));
+            lock(&inner.stages).transcription = Some(pipeline.clone());
             stage_tasks.push(spawn_stage("transcription", counters.clone(), async move {
                 pipeline.run(rx, out_tx).await.map_err(|e| e.to_string())
             }));
@@ -761,6 +837,9 @@ fn spawn_pipeline(
                     match outcome {
                         crate::audio::AudioOutcome::Ok(audio) => {
                             counters.audio.fetch_add(1, Ordering::Relaxed);
+                            counters
+                                .last_lag_ms
+                                .store(lag_ms(audio.call.ts).saturating_add(1), Ordering::Relaxed);
                             let audio = Arc::new(audio);
                             let event = BcfyEvent::Audio(audio.clone());
                             publish(&bus, topics::CALLS_AUDIO_RAW, event.clone()).await;
@@ -833,10 +912,24 @@ fn spawn_transcript_dispatcher(
     })
 }
 
-/// Publishes, logging (not failing) when the bus is already closed: the stage keeps draining
-/// so the stages behind it finish too.
+/// Milliseconds from `ts` (epoch seconds) to now; 0 when the clock is behind.
+fn lag_ms(ts: i64) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let then = u128::try_from(ts).unwrap_or(0).saturating_mul(1000);
+    u64::try_from(now.saturating_sub(then)).unwrap_or(u64::MAX)
+}
+
+/// Publishes inside a `bcfy.publish` span (topic and call id as the correlation id; its length
+/// is the time spent waiting on subscribers, i.e. back-pressure), logging (not failing) when the
+/// bus is already closed: the stage keeps draining so the stages behind it finish too.
 async fn publish(bus: &EventBus<BcfyEvent>, topic: &str, event: BcfyEvent) {
-    if let Err(e) = bus.publish(topic, event).await {
-        tracing::debug!(topic, error = %e, "event not published");
+    use tracing::Instrument as _;
+    let span = tracing::info_span!("bcfy.publish", topic, call_id = %event.call_id());
+    match bus.publish(topic, event).instrument(span).await {
+        Ok(subscribers) => tracing::trace!(topic, subscribers, "published"),
+        Err(e) => tracing::debug!(topic, error = %e, "event not published"),
     }
 }

@@ -22,7 +22,8 @@
 //! The sub-crates are re-exported ([`proto`], [`transport`], [`auth`], [`archive`], [`live`],
 //! [`audio`], [`bus`], and [`transcribe`] with the default `transcribe` feature); each is
 //! usable on its own. Configuration loads from TOML or YAML plus `BCFY_*` variables
-//! ([`config`]). Feature `blocking` adds [`blocking::Client`] for synchronous callers.
+//! ([`config`]). Feature `blocking` adds `blocking::Client` for synchronous callers; feature
+//! `otel` adds `telemetry::Telemetry`, OpenTelemetry export of traces and metrics over OTLP.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -63,8 +64,10 @@ pub mod config;
 mod error;
 pub mod event;
 mod health;
+#[cfg(feature = "otel")]
+pub mod telemetry;
 
-pub use client::{Client, ClientBuilder, ShutdownReport};
+pub use client::{Client, ClientBuilder, ClientStats, ShutdownReport};
 pub use config::Config;
 pub use error::{Error, ErrorKind};
 pub use event::{BcfyEvent, topics};
