@@ -116,6 +116,7 @@ pub(crate) struct FeedConfig {
     pub(crate) hashless_probability: f64,
     pub(crate) metadata_probability: f64,
     pub(crate) audio_padding: usize,
+    pub(crate) max_stored: Option<usize>,
 }
 
 /// A transcript segment.
@@ -322,6 +323,10 @@ impl Feed {
 
     pub(crate) fn exhausted(&self) -> bool {
         self.cfg.total.is_some_and(|t| self.produced >= t)
+    }
+
+    pub(crate) fn produced(&self) -> u64 {
+        self.produced
     }
 
     pub(crate) fn calls(&self) -> &[Arc<StoredCall>] {
@@ -572,6 +577,15 @@ impl Feed {
         self.max_ts = Some(self.max_ts.map_or(ts, |m| m.max(ts)));
         self.calls.push(stored.clone());
         self.by_id.insert(call_id.clone(), stored);
+        if let Some(cap) = self.cfg.max_stored
+            && self.calls.len() > cap.saturating_mul(2).max(1)
+        {
+            // Drop the oldest in one batch, so pruning costs O(1) amortised per call.
+            let drop = self.calls.len() - cap;
+            for old in self.calls.drain(..drop) {
+                self.by_id.remove(&old.call_id);
+            }
+        }
         call_id
     }
 

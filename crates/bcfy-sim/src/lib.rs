@@ -177,6 +177,8 @@ pub struct SimulatorBuilder {
     audio_content_type: Option<String>,
     audio_throttle: Option<u64>,
     record_requests: bool,
+    track_served: bool,
+    max_stored: Option<usize>,
     playlists: HashMap<String, Vec<(u64, u64)>>,
     init_history_limit: Option<usize>,
     tls: bool,
@@ -227,6 +229,8 @@ impl Default for SimulatorBuilder {
             audio_content_type: Some("audio/mp4".into()),
             audio_throttle: None,
             record_requests: true,
+            track_served: true,
+            max_stored: None,
             playlists: HashMap::new(),
             init_history_limit: None,
             tls: false,
@@ -332,6 +336,18 @@ impl SimulatorBuilder {
     /// Record every request (default true; turn off for long load runs).
     pub fn record_requests(mut self, on: bool) -> Self {
         self.record_requests = on;
+        self
+    }
+    /// Keep the served-call ledger ([`SimHandle::served_calls`]; default true). When off, only
+    /// [`SimHandle::served_count`] is kept, for long load runs.
+    pub fn track_served(mut self, on: bool) -> Self {
+        self.track_served = on;
+        self
+    }
+    /// Keep at most about this many ingested calls (between `n` and `2n`; the oldest are
+    /// dropped in batches and then 404 on the CDN and vanish from archives). Default: keep all.
+    pub fn max_stored_calls(mut self, n: Option<usize>) -> Self {
+        self.max_stored = n;
         self
     }
     /// A playlist uuid that live-calls' `playlist_uuid` resolves to these groups.
@@ -443,6 +459,7 @@ impl SimulatorBuilder {
                 hashless_probability: self.hashless_probability,
                 metadata_probability: self.metadata_probability,
                 audio_padding: self.audio_padding,
+                max_stored: self.max_stored,
             },
             base - self.backfill.as_secs_f64(),
         );
@@ -455,6 +472,7 @@ impl SimulatorBuilder {
                 audio_content_type: self.audio_content_type,
                 audio_throttle: self.audio_throttle,
                 record_requests: self.record_requests,
+                track_served: self.track_served,
                 init_history_limit: self.init_history_limit,
                 site_url: site_url.clone(),
             },
@@ -597,16 +615,20 @@ impl SimHandle {
         let feed = lock(&self.shared().feed);
         calls.iter().map(|c| served_call(&feed, c)).collect()
     }
-    /// Every call ingested so far (served or not), in ingest order.
+    /// Number of distinct calls live-calls has served intact (kept even without the ledger).
+    pub fn served_count(&self) -> u64 {
+        lock(&self.shared().served).count
+    }
+    /// Every call ingested so far (served or not) and still stored, in ingest order.
     pub fn ingested_calls(&self) -> Vec<ServedCall> {
         self.shared().now_pumped();
         let feed = lock(&self.shared().feed);
         feed.calls().iter().map(|c| served_call(&feed, c)).collect()
     }
-    /// Number of calls ingested so far.
-    pub fn ingested_count(&self) -> usize {
+    /// Number of calls ingested so far (including any dropped by `max_stored_calls`).
+    pub fn ingested_count(&self) -> u64 {
         self.shared().now_pumped();
-        lock(&self.shared().feed).calls().len()
+        lock(&self.shared().feed).produced()
     }
     /// Whether a finite feed has produced all its calls.
     pub fn feed_exhausted(&self) -> bool {
@@ -663,7 +685,7 @@ impl SimHandle {
     pub async fn wait_served(&self, n: usize) {
         loop {
             let changed = self.shared().changed.notified();
-            if lock(&self.shared().served).calls.len() >= n {
+            if lock(&self.shared().served).count >= n as u64 {
                 return;
             }
             changed.await;

@@ -109,6 +109,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .late_ingest_probability(args.late)
         // A long manual run must not grow memory with every request.
         .record_requests(false)
+        .track_served(false)
+        .max_stored_calls(Some(200_000))
         .start()
         .await?;
     println!("site     {}", sim.base_url());
@@ -121,7 +123,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::signal::ctrl_c().await?;
     println!(
         "served {} calls, ingested {}",
-        sim.served_calls().len(),
+        sim.served_count(),
         sim.ingested_count()
     );
     sim.shutdown().await;

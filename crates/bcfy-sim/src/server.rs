@@ -88,6 +88,7 @@ pub(crate) struct SimConfig {
     pub(crate) audio_content_type: Option<String>,
     pub(crate) audio_throttle: Option<u64>,
     pub(crate) record_requests: bool,
+    pub(crate) track_served: bool,
     pub(crate) init_history_limit: Option<usize>,
     pub(crate) site_url: Url,
 }
@@ -101,6 +102,8 @@ struct Session {
 #[derive(Default)]
 pub(crate) struct Served {
     pub(crate) calls: Vec<Arc<StoredCall>>,
+    /// Distinct calls served (also counted when the ledger is off).
+    pub(crate) count: u64,
     seen: HashSet<u64>,
 }
 
@@ -466,7 +469,10 @@ pub(crate) async fn handle(
         let mut served = lock(&shared.served);
         for c in reply.served.drain(..) {
             if served.seen.insert(c.seq) {
-                served.calls.push(c);
+                served.count += 1;
+                if shared.cfg.track_served {
+                    served.calls.push(c);
+                }
             }
         }
     }

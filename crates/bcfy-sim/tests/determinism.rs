@@ -128,3 +128,30 @@ async fn real_clock_feeds_a_polling_client() {
         sim.served_calls().into_iter().map(|c| c.call_id).collect();
     assert_eq!(seen, served);
 }
+
+#[tokio::test]
+async fn load_mode_bounds_memory_but_keeps_counts() {
+    let sim = Simulator::builder()
+        .manual_clock(START)
+        .calls_per_second(0.0)
+        .max_stored_calls(Some(10))
+        .track_served(false)
+        .start()
+        .await
+        .unwrap();
+    let http = Http::new();
+    let token = login(&http, &sim).await;
+    let ids = sim.ingest(15);
+    let r = poll(&http, &sim, &token, &["4290-512", "4290-1536"], "0", true).await;
+    assert_eq!(r.json()["calls"].as_array().unwrap().len(), 15);
+    assert_eq!(sim.served_count(), 15);
+    assert!(sim.served_calls().is_empty());
+    sim.ingest(10);
+    assert_eq!(sim.ingested_count(), 25);
+    let stored = sim.ingested_calls();
+    assert!(stored.len() >= 10 && stored.len() <= 20, "{}", stored.len());
+    assert!(
+        sim.call_audio(&ids[0]).is_none(),
+        "the oldest call was dropped"
+    );
+}
