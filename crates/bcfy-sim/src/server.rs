@@ -120,7 +120,9 @@ pub(crate) struct Shared {
     pub(crate) answered: [AtomicU64; 7],
     /// Woken whenever a request is answered or a call is served.
     pub(crate) changed: tokio::sync::Notify,
-    fault_rng: Mutex<ChaCha8Rng>,
+    /// One stream per endpoint, so an endpoint's fault sequence depends only on its own
+    /// request order, not on how requests to other endpoints interleave.
+    fault_rng: [Mutex<ChaCha8Rng>; 7],
     token_rng: Mutex<ChaCha8Rng>,
     conn_ids: AtomicU64,
 }
@@ -150,7 +152,11 @@ impl Shared {
             counters: Default::default(),
             answered: Default::default(),
             changed: tokio::sync::Notify::new(),
-            fault_rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0xFA17)),
+            fault_rng: std::array::from_fn(|i| {
+                Mutex::new(ChaCha8Rng::seed_from_u64(
+                    seed ^ (0xFA17 + ((i as u64) << 32)),
+                ))
+            }),
             token_rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0x70CE)),
             conn_ids: AtomicU64::new(0),
         }
@@ -208,7 +214,7 @@ impl Shared {
         for rule in self.cfg.faults.rules.iter().filter(|r| r.endpoint == ep) {
             if !rule
                 .trigger
-                .fires(n, || lock(&self.fault_rng).random::<f64>())
+                .fires(n, || lock(&self.fault_rng[ep.index()]).random::<f64>())
             {
                 continue;
             }
