@@ -149,6 +149,8 @@ pub(crate) struct StoredCall {
     pub(crate) json: Bytes,
     /// The call as archivecall.php serialises it (with `score`).
     pub(crate) archive_json: Bytes,
+    /// Hex SHA-256 of the audio, computed on first request (ledgers are read repeatedly).
+    pub(crate) audio_sha: std::sync::OnceLock<String>,
 }
 
 impl StoredCall {
@@ -157,6 +159,15 @@ impl StoredCall {
     }
     pub(crate) fn audio(&self) -> Bytes {
         audio::bytes(&self.call_id, self.pad)
+    }
+    pub(crate) fn audio_len(&self) -> u64 {
+        audio::len(&self.call_id, self.pad)
+    }
+    pub(crate) fn audio_sha256(&self) -> &str {
+        self.audio_sha.get_or_init(|| {
+            use sha2::Digest as _;
+            hex::encode(sha2::Sha256::digest(self.audio()))
+        })
     }
 }
 
@@ -572,6 +583,7 @@ impl Feed {
             duration: (stop - start) as f64,
             json,
             archive_json,
+            audio_sha: std::sync::OnceLock::new(),
         });
         self.produced += 1;
         self.max_ts = Some(self.max_ts.map_or(ts, |m| m.max(ts)));

@@ -71,7 +71,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use sha2::{Digest as _, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -549,7 +548,6 @@ impl std::fmt::Debug for SimHandle {
 
 fn served_call(feed: &Feed, c: &StoredCall) -> ServedCall {
     let g = feed.group_of(c);
-    let audio = c.audio();
     ServedCall {
         call_id: c.call_id.clone(),
         group: g.key.clone(),
@@ -560,8 +558,8 @@ fn served_call(feed: &Feed, c: &StoredCall) -> ServedCall {
         hash: c.hash.clone(),
         ts: c.ts,
         start_time: c.start,
-        audio_sha256: hex::encode(Sha256::digest(&audio)),
-        audio_len: audio.len() as u64,
+        audio_sha256: c.audio_sha256().to_owned(),
+        audio_len: c.audio_len(),
         transcript: c.transcript.clone(),
         dual_of: c.dual_of.clone(),
         late: c.late,
