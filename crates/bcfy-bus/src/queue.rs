@@ -1,17 +1,20 @@
 //! One subscriber's bounded queue.
 //!
-//! A `VecDeque` under a short `std` mutex (never held across an `.await`), one receiver waker,
-//! and for [`Policy::Block`] a fair Tokio semaphore holding one permit per free slot. Publishers
-//! wait for a permit in FIFO order, so a stalled subscriber pushes back on whoever publishes to
-//! it. For [`Policy::DropOldest`] there is no semaphore: a full queue loses its front element.
-//! The receiver is woken only when it sleeps (its waker is taken on the first push), so a burst of
-//! publications costs one wakeup.
+//! A `VecDeque` under a short `std` mutex (never held across an `.await`) and one receiver
+//! waker. The receiver is woken only when it sleeps (its waker is taken by the first push), so a
+//! burst of publications costs one wakeup. Publishing is synchronous while there is room; only a
+//! full [`Policy::Block`] queue makes a publisher register on a [`Notify`] and wait. Waiting
+//! publishers are served in FIFO order (`Notify::notify_one` wakes the oldest waiter, and a
+//! publisher that arrives while others wait queues behind them instead of taking a freed slot),
+//! so a stalled subscriber pushes back on whoever publishes to it without starving anyone. For
+//! [`Policy::DropOldest`] a full queue loses its front element instead.
 
 use std::collections::VecDeque;
+use std::pin::pin;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use tokio::sync::{Semaphore, TryAcquireError};
+use tokio::sync::Notify;
 
 use crate::Policy;
 
@@ -20,8 +23,9 @@ const MAX_INITIAL_SLOTS: usize = 64;
 
 pub(crate) struct Queue<T> {
     state: Mutex<State<T>>,
-    /// Free slots, for `Policy::Block` only.
-    permits: Option<Semaphore>,
+    /// Signalled when a slot frees up while publishers wait (`Policy::Block`), and on close.
+    space: Notify,
+    policy: Policy,
     capacity: usize,
 }
 
@@ -29,6 +33,8 @@ struct State<T> {
     buf: VecDeque<T>,
     rx_waker: Option<Waker>,
     closed: bool,
+    /// Publishers waiting for room (`Policy::Block`).
+    waiting: usize,
     delivered: u64,
     received: u64,
     dropped: u64,
@@ -54,6 +60,20 @@ pub(crate) enum Pushed {
     Closed,
 }
 
+/// Takes a waiting publisher off the count however its wait ends (including cancellation).
+struct Waiting<'a, T> {
+    queue: &'a Queue<T>,
+    registered: bool,
+}
+
+impl<T> Drop for Waiting<'_, T> {
+    fn drop(&mut self) {
+        if self.registered {
+            self.queue.lock().waiting -= 1;
+        }
+    }
+}
+
 impl<T> Queue<T> {
     pub(crate) fn new(capacity: usize, policy: Policy) -> Self {
         Self {
@@ -61,14 +81,13 @@ impl<T> Queue<T> {
                 buf: VecDeque::with_capacity(capacity.min(MAX_INITIAL_SLOTS)),
                 rx_waker: None,
                 closed: false,
+                waiting: 0,
                 delivered: 0,
                 received: 0,
                 dropped: 0,
             }),
-            permits: match policy {
-                Policy::Block => Some(Semaphore::new(capacity)),
-                Policy::DropOldest => None,
-            },
+            space: Notify::new(),
+            policy,
             capacity,
         }
     }
@@ -78,47 +97,88 @@ impl<T> Queue<T> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Queues `item` if that needs no waiting; gives it back otherwise (a full `Block` queue, or
+    /// other publishers already waiting for room).
+    pub(crate) fn try_push(&self, item: T) -> Result<Pushed, T> {
+        let mut st = self.lock();
+        if st.closed {
+            return Ok(Pushed::Closed);
+        }
+        let full = st.buf.len() >= self.capacity;
+        match self.policy {
+            Policy::Block if full || st.waiting > 0 => Err(item),
+            Policy::Block => {
+                Self::enqueue(st, item);
+                Ok(Pushed::Queued)
+            }
+            Policy::DropOldest => {
+                let evicted = if full {
+                    st.dropped += 1;
+                    st.buf.pop_front()
+                } else {
+                    None
+                };
+                Self::enqueue(st, item);
+                // The evicted element is dropped here, outside the lock.
+                Ok(match evicted {
+                    Some(_) => Pushed::QueuedDroppedOldest,
+                    None => Pushed::Queued,
+                })
+            }
+        }
+    }
+
     /// Queues `item`, waiting for room under `Policy::Block`.
     ///
     /// Cancel safe: if the future is dropped while waiting, nothing was queued.
     pub(crate) async fn push(&self, item: T) -> Pushed {
-        if let Some(permits) = &self.permits {
-            match permits.try_acquire() {
-                Ok(permit) => permit.forget(),
-                Err(TryAcquireError::NoPermits) => match permits.acquire().await {
-                    Ok(permit) => permit.forget(),
-                    Err(_) => return Pushed::Closed,
-                },
-                Err(TryAcquireError::Closed) => return Pushed::Closed,
-            }
+        match self.try_push(item) {
+            Ok(pushed) => pushed,
+            Err(item) => self.push_slow(item).await,
         }
-        self.push_now(item)
     }
 
-    /// Queues `item` without waiting: the caller holds a slot (Block) or the policy never waits.
-    fn push_now(&self, item: T) -> Pushed {
-        let mut st = self.lock();
-        if st.closed {
-            return Pushed::Closed;
-        }
-        let evicted = if self.permits.is_none() && st.buf.len() >= self.capacity {
-            st.dropped += 1;
-            st.buf.pop_front()
-        } else {
-            None
+    async fn push_slow(&self, item: T) -> Pushed {
+        let mut guard = Waiting {
+            queue: self,
+            registered: false,
         };
+        loop {
+            // Register before looking, so a slot freed in between is not missed.
+            let mut notified = pin!(self.space.notified());
+            notified.as_mut().enable();
+            {
+                let mut st = self.lock();
+                if st.closed {
+                    return Pushed::Closed;
+                }
+                // A newcomer queues behind earlier waiters; a woken waiter takes the free slot.
+                let my_turn = guard.registered || st.waiting == 0;
+                if my_turn && st.buf.len() < self.capacity {
+                    if guard.registered {
+                        st.waiting -= 1;
+                        guard.registered = false;
+                    }
+                    Self::enqueue(st, item);
+                    return Pushed::Queued;
+                }
+                if !guard.registered {
+                    st.waiting += 1;
+                    guard.registered = true;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Appends under the lock, then wakes the receiver outside it.
+    fn enqueue(mut st: MutexGuard<'_, State<T>>, item: T) {
         st.buf.push_back(item);
         st.delivered += 1;
         let waker = st.rx_waker.take();
         drop(st);
         if let Some(waker) = waker {
             waker.wake();
-        }
-        // The evicted element (if any) is dropped here, outside the lock.
-        if evicted.is_some() {
-            Pushed::QueuedDroppedOldest
-        } else {
-            Pushed::Queued
         }
     }
 
@@ -127,9 +187,10 @@ impl<T> Queue<T> {
         let mut st = self.lock();
         if let Some(item) = st.buf.pop_front() {
             st.received += 1;
+            let wake_publisher = st.waiting > 0;
             drop(st);
-            if let Some(permits) = &self.permits {
-                permits.add_permits(1);
+            if wake_publisher {
+                self.space.notify_one();
             }
             return Poll::Ready(Some(item));
         }
@@ -151,9 +212,7 @@ impl<T> Queue<T> {
             st.closed = true;
             st.rx_waker.take()
         };
-        if let Some(permits) = &self.permits {
-            permits.close();
-        }
+        self.space.notify_waiters();
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -220,6 +279,40 @@ mod tests {
         assert_eq!((c.delivered, c.dropped, c.queued), (5, 3, 2));
         assert_eq!(pop(&q), Poll::Ready(Some(3)));
         assert_eq!(pop(&q), Poll::Ready(Some(4)));
+    }
+
+    #[test]
+    fn waiting_publishers_are_served_in_arrival_order_and_newcomers_queue_behind() {
+        let q = Queue::new(1, Policy::Block);
+        assert_eq!(q.push(0).now_or_never(), Some(Pushed::Queued));
+        let mut first = Box::pin(q.push(1));
+        let mut second = Box::pin(q.push(2));
+        assert!((&mut first).now_or_never().is_none());
+        assert!((&mut second).now_or_never().is_none());
+        assert_eq!(pop(&q), Poll::Ready(Some(0)));
+        // A slot is free, but two publishers wait: a newcomer does not jump the line.
+        assert!(matches!(q.try_push(9), Err(9)));
+        assert!((&mut second).now_or_never().is_none());
+        assert_eq!(first.now_or_never(), Some(Pushed::Queued));
+        assert_eq!(pop(&q), Poll::Ready(Some(1)));
+        assert_eq!(second.now_or_never(), Some(Pushed::Queued));
+        assert_eq!(pop(&q), Poll::Ready(Some(2)));
+        assert_eq!(q.try_push(3), Ok(Pushed::Queued));
+    }
+
+    #[test]
+    fn a_cancelled_waiter_passes_its_turn_on() {
+        let q = Queue::new(1, Policy::Block);
+        assert_eq!(q.push(0).now_or_never(), Some(Pushed::Queued));
+        let mut first = Box::pin(q.push(1));
+        let mut second = Box::pin(q.push(2));
+        assert!((&mut first).now_or_never().is_none());
+        assert!((&mut second).now_or_never().is_none());
+        assert_eq!(pop(&q), Poll::Ready(Some(0)));
+        drop(first);
+        assert_eq!(second.now_or_never(), Some(Pushed::Queued));
+        assert_eq!(pop(&q), Poll::Ready(Some(2)));
+        assert_eq!(q.lock().waiting, 0);
     }
 
     #[test]
