@@ -42,6 +42,10 @@ use crate::transport::{SharedTransport, Transport};
 /// The HTTP/2 keep-alive ping interval used unless the builder says otherwise.
 pub const DEFAULT_HTTP2_KEEP_ALIVE: Duration = Duration::from_secs(30);
 
+/// How long an HTTP/2 keep-alive ping may go unanswered before the connection is closed (and
+/// its requests fail with `Timeout`), unless the builder says otherwise.
+pub const DEFAULT_HTTP2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// The body idle timeout used unless the builder says otherwise: the longest wait for the next
 /// body bytes while the reader is waiting for them.
 pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -247,6 +251,7 @@ pub struct HttpTransportBuilder {
     session: Option<SessionSlot>,
     body_idle_timeout: Duration,
     http2_keep_alive: Option<Duration>,
+    http2_keep_alive_timeout: Duration,
     default_retry_after: Duration,
     max_retry_after: Duration,
 }
@@ -270,6 +275,7 @@ impl HttpTransportBuilder {
             session: None,
             body_idle_timeout: DEFAULT_BODY_IDLE_TIMEOUT,
             http2_keep_alive: Some(DEFAULT_HTTP2_KEEP_ALIVE),
+            http2_keep_alive_timeout: DEFAULT_HTTP2_KEEP_ALIVE_TIMEOUT,
             default_retry_after: DEFAULT_RETRY_AFTER,
             max_retry_after: MAX_RETRY_AFTER,
         }
@@ -329,6 +335,13 @@ impl HttpTransportBuilder {
     /// disables pings).
     pub fn http2_keep_alive(mut self, interval: Option<Duration>) -> Self {
         self.http2_keep_alive = interval;
+        self
+    }
+
+    /// How long a keep-alive ping may go unanswered before the connection is closed (default
+    /// [`DEFAULT_HTTP2_KEEP_ALIVE_TIMEOUT`]).
+    pub fn http2_keep_alive_timeout(mut self, timeout: Duration) -> Self {
+        self.http2_keep_alive_timeout = timeout;
         self
     }
 
@@ -415,7 +428,7 @@ impl HttpTransportBuilder {
         if let Some(interval) = self.http2_keep_alive {
             client
                 .http2_keep_alive_interval(interval)
-                .http2_keep_alive_timeout(Duration::from_secs(20));
+                .http2_keep_alive_timeout(self.http2_keep_alive_timeout);
         }
         let client: Client<_, Full<Bytes>> = client.build(https);
 

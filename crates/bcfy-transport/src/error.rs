@@ -21,7 +21,8 @@ pub enum TransportErrorKind {
     /// the response headers arrived.
     Connect,
     /// A deadline passed: the connect timeout, the request timeout (no response headers in
-    /// time) or the body idle timeout (no body bytes for too long).
+    /// time), the body idle timeout (no body bytes for too long) or an unanswered HTTP/2
+    /// keep-alive ping.
     Timeout,
     /// The server answered with a status the caller treats as a failure
     /// (see [`Response::error_for_status`](crate::Response::error_for_status)).
@@ -187,7 +188,7 @@ pub(crate) fn from_client_error(err: hyper_util::client::legacy::Error) -> Trans
     let detail = chain_text(&err);
     let kind = if chain_has_tls(&err) {
         TransportErrorKind::Tls
-    } else if err.is_connect() && chain_has_timeout(&err) {
+    } else if (err.is_connect() && chain_has_timeout(&err)) || chain_has_hyper_timeout(&err) {
         TransportErrorKind::Timeout
     } else if is_user_error(&err) {
         TransportErrorKind::InvalidRequest
@@ -196,7 +197,8 @@ pub(crate) fn from_client_error(err: hyper_util::client::legacy::Error) -> Trans
     };
     let context = match kind {
         TransportErrorKind::Tls => "TLS handshake failed",
-        TransportErrorKind::Timeout => "connect timed out",
+        TransportErrorKind::Timeout if err.is_connect() => "connect timed out",
+        TransportErrorKind::Timeout => "connection timed out (keep-alive ping unanswered)",
         TransportErrorKind::InvalidRequest => "request rejected by the HTTP client",
         _ if err.is_connect() => "could not connect",
         _ => "connection failed before the response headers",
@@ -207,11 +209,13 @@ pub(crate) fn from_client_error(err: hyper_util::client::legacy::Error) -> Trans
 /// Classifies an error raised while reading a response body from hyper.
 pub(crate) fn from_body_error(err: hyper::Error) -> TransportError {
     let detail = chain_text(&err);
-    TransportError::new(
-        TransportErrorKind::Body,
-        format!("response body failed: {detail}"),
-    )
-    .with_source(err)
+    // hyper's only timeouts on an open body are the HTTP/2 keep-alive ones.
+    let kind = if err.is_timeout() {
+        TransportErrorKind::Timeout
+    } else {
+        TransportErrorKind::Body
+    };
+    TransportError::new(kind, format!("response body failed: {detail}")).with_source(err)
 }
 
 /// Classifies an error out of the decompression layer: errors of the body below it are
@@ -291,6 +295,13 @@ fn chain_has_timeout(err: &(dyn StdError + 'static)) -> bool {
     chain_any(err, &|e| {
         e.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    })
+}
+
+fn chain_has_hyper_timeout(err: &(dyn StdError + 'static)) -> bool {
+    chain_any(err, &|e| {
+        e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_timeout)
     })
 }
 

@@ -30,7 +30,8 @@ mod transport;
 
 pub use budget::{GovernorBudget, RateBudget, UnlimitedBudget};
 pub use client::{
-    DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_HTTP2_KEEP_ALIVE, HttpTransport, HttpTransportBuilder,
+    DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_HTTP2_KEEP_ALIVE, DEFAULT_HTTP2_KEEP_ALIVE_TIMEOUT,
+    HttpTransport, HttpTransportBuilder,
 };
 pub use error::{TransportError, TransportErrorKind};
 pub use gate::{DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER, RetryAfterGate, parse_retry_after};

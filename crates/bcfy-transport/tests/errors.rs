@@ -322,3 +322,84 @@ async fn status_errors_and_logs_hold_no_secret() {
     );
     assert!(format!("{t:?}").find("s3cr3t").is_none());
 }
+
+/// Copies `from` to `to` until `cut` is set; from then on, bytes are dropped on the floor.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if cut.load(std::sync::atomic::Ordering::SeqCst) {
+            continue;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A TCP relay to `upstream` that can go silent in both directions (a network drop).
+async fn blackhole_relay(
+    upstream: std::net::SocketAddr,
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicBool>) {
+    let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let c = Arc::clone(&cut);
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+            let (cr, cw) = client.into_split();
+            let (sr, sw) = server.into_split();
+            tokio::spawn(pipe(cr, sw, Arc::clone(&c)));
+            tokio::spawn(pipe(sr, cw, Arc::clone(&c)));
+        }
+    });
+    (addr, cut)
+}
+
+#[tokio::test]
+async fn an_unanswered_h2_ping_fails_the_request_as_a_timeout() {
+    use std::sync::atomic::Ordering;
+    let arrived = Arc::new(tokio::sync::Notify::new());
+    let a = Arc::clone(&arrived);
+    let server = start(Mode::TlsH2, move |_| {
+        let a = Arc::clone(&a);
+        async move {
+            a.notify_one();
+            std::future::pending::<()>().await;
+            ok("never")
+        }
+    })
+    .await;
+    let (relay, cut) = blackhole_relay(server.addr).await;
+    let t = server
+        .builder(config())
+        .http2_keep_alive(Some(Duration::from_millis(200)))
+        .http2_keep_alive_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let url = bcfy_transport::url::Url::parse(&format!("https://{relay}/hang")).unwrap();
+    let started = std::time::Instant::now();
+    let mut pending = tokio::spawn(async move { t.send(Request::get(url)).await });
+    tokio::select! {
+        () = arrived.notified() => {}
+        early = &mut pending => panic!("the request ended before reaching the server: {early:?}"),
+    }
+    // The request is in flight on a live h2 connection; now the network goes silent.
+    cut.store(true, Ordering::SeqCst);
+    let err = pending.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), TransportErrorKind::Timeout, "{err:?}");
+    // Long before the 10 s request timeout: the keep-alive ping (needs hyper's timer) fired.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
