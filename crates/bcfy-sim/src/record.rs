@@ -40,6 +40,12 @@ pub struct RecordedRequest {
     pub version: Version,
     /// Status the simulator answered.
     pub status: StatusCode,
+    /// Wall-clock time the answer's headers were ready (after any slow-headers fault).
+    pub answered_at: SystemTime,
+    /// The answer's `Retry-After`, in seconds, when it carried one (delta or HTTP-date).
+    pub retry_after: Option<f64>,
+    /// The answer said the session is gone: the logged-out body of live-calls, or a 401/403.
+    pub logged_out: bool,
 }
 
 impl RecordedRequest {
@@ -120,6 +126,9 @@ impl fmt::Debug for RecordedRequest {
             .field("connection_id", &self.connection_id)
             .field("version", &self.version)
             .field("status", &self.status)
+            .field("answered_at", &self.answered_at)
+            .field("retry_after", &self.retry_after)
+            .field("logged_out", &self.logged_out)
             .finish()
     }
 }

@@ -484,6 +484,27 @@ pub(crate) async fn handle(
     }
 
     if shared.cfg.record_requests {
+        let answered_at = SystemTime::now() + faults.slow_headers.unwrap_or_default();
+        let retry_after = reply
+            .headers
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.trim().parse::<f64>().ok().or_else(|| {
+                    httpdate::parse_http_date(v).ok().map(|t| {
+                        t.duration_since(answered_at)
+                            .unwrap_or_default()
+                            .as_secs_f64()
+                    })
+                })
+            });
+        let logged_out = reply.status == StatusCode::UNAUTHORIZED
+            || reply.status == StatusCode::FORBIDDEN
+            || (ep == Endpoint::LiveCalls
+                && reply.chunks.first().is_some_and(|c| {
+                    c.windows(LIVE_LOGGED_OUT.len())
+                        .any(|w| w == LIVE_LOGGED_OUT.as_bytes())
+                }));
         let rec = RecordedRequest {
             endpoint: ep,
             method: parts.method.clone(),
@@ -497,6 +518,9 @@ pub(crate) async fn handle(
             connection_id: conn,
             version: parts.version,
             status: reply.status,
+            answered_at,
+            retry_after,
+            logged_out,
         };
         lock(&shared.log).push(rec);
     }
