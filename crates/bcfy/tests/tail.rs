@@ -159,7 +159,7 @@ async fn duration_ends_the_run_and_the_live_view_is_readable() {
     let summary = tail::run(
         args(&[
             "--duration",
-            "1.5",
+            "3",
             "--poll-interval",
             "0.2",
             "--sim-rate",
@@ -170,7 +170,7 @@ async fn duration_ends_the_run_and_the_live_view_is_readable() {
     .await
     .unwrap();
     let text = String::from_utf8(out).unwrap();
-    assert!(summary.calls > 0, "some calls in 1.5 s at 10 calls/s");
+    assert!(summary.calls > 0, "some calls in 3 s at 10 calls/s");
     assert!(text.contains("4290-512"), "{text}");
     assert!(text.contains('»'), "a transcript line: {text}");
     summary.sim.unwrap().shutdown().await;
