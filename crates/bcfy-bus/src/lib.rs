@@ -85,3 +85,8 @@ pub use bus::{
 };
 pub use error::{BusError, BusErrorKind, InvalidReason};
 pub use pattern::{Pattern, validate_topic};
+
+// The README's example is compiled and run as a doctest too.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
