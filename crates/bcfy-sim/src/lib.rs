@@ -607,7 +607,9 @@ impl SimHandle {
             .collect()
     }
     /// Every call live-calls served in an intact answer, once each, in first-served order.
-    /// (Answers broken by a reset, truncation or malformed-JSON fault do not count.)
+    /// A call counts when the answer's last byte has been handed to the connection: answers
+    /// broken by a reset, truncation or malformed-JSON fault, and answers whose client gave up
+    /// (e.g. during slow headers), do not count.
     pub fn served_calls(&self) -> Vec<ServedCall> {
         let calls: Vec<Arc<StoredCall>> = lock(&self.shared().served).calls.clone();
         let feed = lock(&self.shared().feed);

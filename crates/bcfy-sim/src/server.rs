@@ -471,17 +471,26 @@ pub(crate) async fn handle(
         reply.chunks = vec![Bytes::from(whole[..cut].to_vec())];
     }
     let intact = !(faults.malformed || faults.reset || faults.truncate);
-    if intact && !reply.served.is_empty() {
-        let mut served = lock(&shared.served);
-        for c in reply.served.drain(..) {
-            if served.seen.insert(c.seq) {
-                served.count += 1;
-                if shared.cfg.track_served {
-                    served.calls.push(c);
+    // Calls count as served when the body's last byte is handed to the connection: a client
+    // that gave up during slow headers or a slow body never polls that far.
+    let on_done: Option<OnDone> = (intact && !reply.served.is_empty()).then(|| {
+        let calls = std::mem::take(&mut reply.served);
+        let shared = shared.clone();
+        Box::new(move || {
+            {
+                let mut served = lock(&shared.served);
+                for c in calls {
+                    if served.seen.insert(c.seq) {
+                        served.count += 1;
+                        if shared.cfg.track_served {
+                            served.calls.push(c);
+                        }
+                    }
                 }
             }
-        }
-    }
+            shared.changed.notify_waiters();
+        }) as OnDone
+    });
 
     if shared.cfg.record_requests {
         let answered_at = SystemTime::now() + faults.slow_headers.unwrap_or_default();
@@ -530,10 +539,13 @@ pub(crate) async fn handle(
     }
     shared.answered[ep.index()].fetch_add(1, Ordering::Release);
     shared.changed.notify_waiters();
-    build_response(reply, &faults)
+    build_response(reply, &faults, on_done)
 }
 
-fn build_response(reply: Reply, faults: &Active) -> Response<Body> {
+/// Runs once when a body's last byte has been produced.
+type OnDone = Box<dyn FnOnce() + Send + Sync>;
+
+fn build_response(reply: Reply, faults: &Active, on_done: Option<OnDone>) -> Response<Body> {
     let total: usize = reply.chunks.iter().map(Bytes::len).sum();
     let mut chunks = if reply.head { Vec::new() } else { reply.chunks };
     let ending = if faults.reset {
@@ -553,14 +565,14 @@ fn build_response(reply: Reply, faults: &Active) -> Response<Body> {
     } else {
         Pacing::None
     };
-    let body: Body = match (&pacing, &ending, chunks.len()) {
-        (Pacing::None, Ending::Complete, 0) => Full::new(Bytes::new())
+    let body: Body = match (&pacing, &ending, chunks.len(), on_done) {
+        (Pacing::None, Ending::Complete, 0, None) => Full::new(Bytes::new())
             .map_err(|never| match never {})
             .boxed(),
-        (Pacing::None, Ending::Complete, 1) => Full::new(chunks.swap_remove(0))
+        (Pacing::None, Ending::Complete, 1, None) => Full::new(chunks.swap_remove(0))
             .map_err(|never| match never {})
             .boxed(),
-        _ => paced_body(chunks, pacing, ending),
+        (.., on_done) => paced_body(chunks, pacing, ending, on_done),
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = reply.status;
@@ -601,7 +613,12 @@ fn take_prefix(chunks: Vec<Bytes>, mut n: usize) -> Vec<Bytes> {
     out
 }
 
-fn paced_body(chunks: Vec<Bytes>, pacing: Pacing, ending: Ending) -> Body {
+fn paced_body(
+    chunks: Vec<Bytes>,
+    pacing: Pacing,
+    ending: Ending,
+    mut on_done: Option<OnDone>,
+) -> Body {
     let total: usize = chunks.iter().map(Bytes::len).sum();
     let (pieces, delay_for): (Vec<Bytes>, Box<dyn Fn(usize) -> Duration + Send + Sync>) =
         match pacing {
@@ -621,15 +638,25 @@ fn paced_body(chunks: Vec<Bytes>, pacing: Pacing, ending: Ending) -> Body {
         };
     let reset = matches!(ending, Ending::Reset);
     let broken = !matches!(ending, Ending::Complete);
+    let last = pieces.len().saturating_sub(1);
+    if pieces.is_empty()
+        && let Some(f) = on_done.take()
+    {
+        f();
+    }
     let data = futures::stream::iter(pieces.into_iter().enumerate()).then(move |(i, p)| {
         let d = if i == 0 {
             Duration::ZERO
         } else {
             delay_for(p.len())
         };
+        let done = if i == last { on_done.take() } else { None };
         async move {
             if !d.is_zero() {
                 tokio::time::sleep(d).await;
+            }
+            if let Some(f) = done {
+                f();
             }
             Ok::<_, BoxError>(Frame::data(p))
         }

@@ -453,3 +453,28 @@ async fn status_faults_apply_to_every_endpoint() {
     );
     assert!(poll(&http, &sim, &token, G, "0", false).await.json()["error"].is_string());
 }
+
+#[tokio::test]
+async fn a_client_that_gives_up_during_slow_headers_was_not_served() {
+    let sim = sim_with(FaultPlan::none().nth(
+        Endpoint::LiveCalls,
+        1,
+        Fault::SlowHeaders(Duration::from_millis(400)),
+    ))
+    .await;
+    let http = Http::new();
+    let token = login(&http, &sim).await;
+    sim.ingest(3);
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(100),
+        poll(&http, &sim, &token, G, "0", false),
+    )
+    .await;
+    assert!(gave_up.is_err());
+    // A negative: give the server well past its 400 ms to (not) serve; nothing to await.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(sim.served_count(), 0);
+    let r = poll(&http, &sim, &token, G, "0", false).await;
+    assert_eq!(r.json()["calls"].as_array().unwrap().len(), 3);
+    assert_eq!(sim.served_count(), 3);
+}
