@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bcfy_auth::{AuthManager, CredentialSource, Credentials};
+use bcfy_auth::{AuthManager, CredentialSource, Credentials, LoginBackoff};
 use bcfy_live::LiveCallProducer;
 use bcfy_proto::{
     GroupId, LiveCallEnvelope, LiveProducerConfig, Subscription, SystemId, TalkgroupId,
@@ -40,11 +40,19 @@ async fn sim(groups: &[(u64, u64)], faults: FaultPlan) -> SimHandle {
 
 fn producer_for(sim: &SimHandle, groups: &[(u64, u64)], config: LiveProducerConfig) -> Rig {
     let transport = HttpTransport::builder().build().unwrap().shared();
-    let auth = Arc::new(AuthManager::new(
-        transport.clone(),
-        sim.base_url(),
-        CredentialSource::Credentials(Credentials::new("alice", "s3cret-pw")),
-    ));
+    // Logins at least 100 ms apart (the default 5 s is the real service's contract).
+    let auth = Arc::new(
+        AuthManager::new(
+            transport.clone(),
+            sim.base_url(),
+            CredentialSource::Credentials(Credentials::new("alice", "s3cret-pw")),
+        )
+        .with_backoff(LoginBackoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+            min_interval: Duration::from_millis(100),
+        }),
+    );
     let subscription = Subscription::talkgroups(
         groups
             .iter()
@@ -97,7 +105,11 @@ fn assert_exactly_served(sim: &SimHandle, got: &[LiveCallEnvelope]) {
     let served: Vec<String> = sim.served_calls().into_iter().map(|c| c.call_id).collect();
     assert_eq!(ids(got), served);
     let ingested = sim.ingested_count();
-    assert_eq!(served.len(), ingested, "every ingested call was served");
+    assert_eq!(
+        served.len() as u64,
+        ingested,
+        "every ingested call was served"
+    );
 }
 
 #[tokio::test]
