@@ -475,3 +475,46 @@ async fn handlers_and_producers_added_after_start_see_every_call_once() {
     }
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_pipeline_runs_over_tls_and_http2() {
+    let sim = sim(Simulator::builder()
+        .seed(20)
+        .calls_per_second(20.0)
+        .total_calls(Some(3))
+        .tls(true))
+    .await;
+    assert_eq!(sim.base_url().scheme(), "https");
+    let cert = bcfy::transport::rustls::pki_types::CertificateDer::from(
+        sim.tls_certificate_der()
+            .expect("a generated certificate")
+            .to_vec(),
+    );
+    let client = client_for(&sim, true)
+        .root_certificates([cert])
+        .build()
+        .unwrap();
+    let mut stream = client.stream(">").unwrap();
+    client.create_live_producer(talkgroups()).unwrap();
+    client.start().await.unwrap();
+    let mut seen = Vec::new();
+    collect_until(&mut stream, &mut seen, |s| {
+        count(s, "transcription.complete") >= 3
+    })
+    .await;
+    shutdown_draining(&client, &mut stream, &mut seen).await;
+    assert_eq!(count(&seen, "calls.audio.raw"), 3);
+
+    let site = sim.requests_to(Endpoint::LiveCalls);
+    let audio = sim.requests_to(Endpoint::Audio);
+    assert!(!site.is_empty() && !audio.is_empty());
+    for r in site.iter().chain(&audio) {
+        assert_eq!(
+            r.version,
+            http::Version::HTTP_2,
+            "ALPN chose h2 for {}",
+            r.path
+        );
+    }
+    sim.shutdown().await;
+}

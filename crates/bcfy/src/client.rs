@@ -20,6 +20,8 @@ use crate::proto::{
     AudioConfig, CacheConfig, Endpoints, GroupId, LiveProducerConfig, RetryHint, SessionToken,
     Subscription, TimeBlock, TimeWindow, TranscriptionConfig, TransportConfig,
 };
+use crate::transport::rustls::crypto::CryptoProvider;
+use crate::transport::rustls::pki_types::CertificateDer;
 use crate::transport::{HttpTransport, SharedTransport};
 
 /// Builds a [`Client`]. Every setting has the spec's default; [`build`](Self::build) validates
@@ -35,6 +37,8 @@ pub struct ClientBuilder {
     #[cfg(feature = "transcribe")]
     transcriber: Option<Arc<dyn crate::transcribe::Transcriber>>,
     bus_capacity: Option<usize>,
+    roots: Vec<CertificateDer<'static>>,
+    provider: Option<Arc<CryptoProvider>>,
 }
 
 impl ClientBuilder {
@@ -125,6 +129,23 @@ impl ClientBuilder {
         self
     }
 
+    /// Trusts these root certificates (DER) too, for Broadcastify and the transcription
+    /// service (a TLS-intercepting proxy, a local simulator with a generated certificate).
+    pub fn root_certificates(
+        mut self,
+        roots: impl IntoIterator<Item = CertificateDer<'static>>,
+    ) -> Self {
+        self.roots.extend(roots);
+        self
+    }
+
+    /// The rustls crypto provider of every TLS connection (default: aws-lc-rs with the
+    /// `aws-lc-rs` feature, else ring). Nothing installs a process-wide default.
+    pub fn crypto_provider(mut self, provider: Arc<CryptoProvider>) -> Self {
+        self.provider = Some(provider);
+        self
+    }
+
     /// Validates every setting and builds the client (the transport, the session manager,
     /// the archive client and the bus; nothing runs until [`Client::start`]).
     pub fn build(self) -> Result<Client, Error> {
@@ -137,6 +158,8 @@ impl ClientBuilder {
             #[cfg(feature = "transcribe")]
             transcriber,
             bus_capacity,
+            roots,
+            provider,
         } = self;
         if let Some(c) = &credentials {
             config.credentials.username = Some(c.username.clone());
@@ -162,12 +185,15 @@ impl ClientBuilder {
         })?;
         let transport: SharedTransport = match transport {
             Some(t) => t,
-            None => Arc::new(
-                HttpTransport::builder()
+            None => {
+                let mut builder = HttpTransport::builder()
                     .config(config.transport.clone())
-                    .build()
-                    .map_err(Error::from)?,
-            ),
+                    .root_certificates(roots.iter().cloned());
+                if let Some(provider) = &provider {
+                    builder = builder.crypto_provider(provider.clone());
+                }
+                Arc::new(builder.build().map_err(Error::from)?)
+            }
         };
         let site = config.endpoints.site.clone();
         let auth = Arc::new(AuthManager::new(transport.clone(), site.clone(), source));
@@ -182,10 +208,18 @@ impl ClientBuilder {
         let transcriber = if config.transcription.enabled {
             match transcriber {
                 Some(t) => Some(t),
-                None => Some(Arc::new(
-                    crate::transcribe::OpenAiTranscriber::new(&config.transcription)
-                        .map_err(Error::from)?,
-                ) as Arc<dyn crate::transcribe::Transcriber>),
+                None => {
+                    let mut builder =
+                        crate::transcribe::OpenAiTranscriber::builder(&config.transcription);
+                    for root in &roots {
+                        builder = builder.add_root_certificate(root.clone());
+                    }
+                    if let Some(provider) = &provider {
+                        builder = builder.crypto_provider(provider.clone());
+                    }
+                    Some(Arc::new(builder.build().map_err(Error::from)?)
+                        as Arc<dyn crate::transcribe::Transcriber>)
+                }
             }
         } else {
             None
