@@ -361,3 +361,20 @@ async fn a_dropped_output_ends_the_run() {
     let err = consumer.run(in_rx, out_tx).await.unwrap_err();
     assert_eq!(err.kind(), bcfy_audio::AudioErrorKind::OutputClosed);
 }
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_on_audio_is_honoured() {
+    let (_mock, script, consumer) = rig(config());
+    script.on(
+        1,
+        vec![
+            MockResponse::new(StatusCode::TOO_MANY_REQUESTS).header("retry-after", "4"),
+            MockResponse::ok(m4a(128, 1)),
+        ],
+    );
+    let out = run_all(&consumer, &[1], 1).await;
+    assert_eq!(ok(&out[0]).payload.len(), 128);
+    let hits = script.hits(1);
+    assert_eq!(hits.len(), 2);
+    assert_eq!(hits[1] - hits[0], Duration::from_secs(4));
+}

@@ -18,6 +18,7 @@ use tokio::time::timeout;
 
 const EPOCH: i64 = 1_758_428_000;
 const WAIT: Duration = Duration::from_secs(20);
+const PLAYLIST: &str = "6f1c2b9a-3d4e-4f50-8a6b-7c8d9e0f1a2b";
 
 struct Rig {
     producer: Arc<LiveCallProducer>,
@@ -26,6 +27,7 @@ struct Rig {
 
 async fn sim(groups: &[(u64, u64)], faults: FaultPlan) -> SimHandle {
     Simulator::builder()
+        .playlist(PLAYLIST, groups.iter().copied())
         .seed(11)
         .groups(groups.iter().copied())
         .manual_clock(EPOCH)
@@ -39,6 +41,16 @@ async fn sim(groups: &[(u64, u64)], faults: FaultPlan) -> SimHandle {
 }
 
 fn producer_for(sim: &SimHandle, groups: &[(u64, u64)], config: LiveProducerConfig) -> Rig {
+    let subscription = Subscription::talkgroups(
+        groups
+            .iter()
+            .map(|&(s, t)| GroupId::new(SystemId::new(s), TalkgroupId::new(t))),
+    )
+    .unwrap();
+    producer_with(sim, subscription, config)
+}
+
+fn producer_with(sim: &SimHandle, subscription: Subscription, config: LiveProducerConfig) -> Rig {
     let transport = HttpTransport::builder().build().unwrap().shared();
     // Logins at least 100 ms apart (the default 5 s is the real service's contract).
     let auth = Arc::new(
@@ -53,12 +65,6 @@ fn producer_for(sim: &SimHandle, groups: &[(u64, u64)], config: LiveProducerConf
             min_interval: Duration::from_millis(100),
         }),
     );
-    let subscription = Subscription::talkgroups(
-        groups
-            .iter()
-            .map(|&(s, t)| GroupId::new(SystemId::new(s), TalkgroupId::new(t))),
-    )
-    .unwrap();
     let producer = LiveCallProducer::new(
         transport,
         Arc::clone(&auth),
@@ -333,5 +339,51 @@ async fn hostile_entries_duplicates_and_backwards_last_pos_are_survived() {
     let s = rig.producer.stats();
     assert!(s.rejected > 0, "{s:?}");
     assert!(s.rate_limited >= 1 && s.retries >= 1, "{s:?}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn playlist_system_and_node_subscriptions_receive_their_calls() {
+    let groups = [(4290, 512), (4290, 513), (7001, 1)];
+    let sim = sim(&groups, FaultPlan::none()).await;
+    sim.ingest(12);
+    let ingested = sim.ingested_calls();
+    let node = ingested[0].node;
+    let cases = [
+        (Subscription::playlist(PLAYLIST).unwrap(), ingested.len()),
+        (
+            Subscription::System(SystemId::new(4290)),
+            ingested.iter().filter(|c| c.sid == 4290).count(),
+        ),
+        (
+            Subscription::Node(bcfy_proto::NodeId::new(node)),
+            ingested.iter().filter(|c| c.node == node).count(),
+        ),
+    ];
+    for (subscription, expected) in cases {
+        assert!(expected > 0);
+        let rig = producer_with(&sim, subscription.clone(), fast_config());
+        let (tx, mut rx) = mpsc::channel(64);
+        let p = Arc::clone(&rig.producer);
+        let task = tokio::spawn(async move { p.run(tx).await });
+        let got = recv_n(&mut rx, expected).await;
+        let answered = sim.answered(Endpoint::LiveCalls);
+        timeout(WAIT, sim.wait_answered(Endpoint::LiveCalls, answered + 2))
+            .await
+            .unwrap();
+        rig.producer.stop();
+        task.await.unwrap().unwrap();
+        assert!(rx.try_recv().is_err(), "{subscription:?}: nothing extra");
+        let want: Vec<String> = ingested
+            .iter()
+            .filter(|c| match &subscription {
+                Subscription::System(s) => c.sid == s.get(),
+                Subscription::Node(n) => c.node == n.get(),
+                _ => true,
+            })
+            .map(|c| c.call_id.clone())
+            .collect();
+        assert_eq!(ids(&got), want, "{subscription:?}");
+    }
     sim.shutdown().await;
 }
