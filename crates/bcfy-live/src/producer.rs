@@ -693,7 +693,13 @@ impl LiveCallProducer {
                     p = queue.reserve() => p.map_err(|_| queue_closed())?,
                 }
             };
-            cursor = cursor.max(call.ts as f64);
+            // A `ts` past the server's own clock (a bad or hostile entry) must not carry the
+            // cursor into the future, where every later call would be skipped.
+            let ts = match server_time {
+                Some(now) => call.ts.min(now),
+                None => call.ts,
+            };
+            cursor = cursor.max(ts as f64);
             let envelope = self.envelope(call, cursor);
             slot.send(envelope);
             state.recent.insert(id);

@@ -890,3 +890,24 @@ impl std::io::Write for Writer {
         Ok(())
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_ts_from_the_future_does_not_carry_the_cursor_past_the_server_clock() {
+    let r = rig(config());
+    let now = START as i64 + 50;
+    let body = json!({
+        "calls": [call(now - 5, 4290, 512, now - 20), call(now + 1_000_000, 4290, 512, now - 10)],
+        "serverTime": now,
+        "lastPos": now + 1_000_000,
+    });
+    r.mock
+        .on(Method::POST, LIVE, MockResponse::json(body.to_string()));
+    r.mock.on(Method::POST, LIVE, answer(&[]));
+    let (mut rx, task) = spawn(&r.producer, 8);
+    assert_eq!(rx.recv().await.unwrap().call.ts, now - 5);
+    assert_eq!(rx.recv().await.unwrap().call.ts, now + 1_000_000);
+    let reqs = polls(&r.mock, 2).await;
+    assert_eq!(field(&reqs[1], "pos"), now.to_string());
+    r.producer.stop();
+    task.await.unwrap().unwrap();
+}
