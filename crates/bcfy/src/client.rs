@@ -183,17 +183,16 @@ impl ClientBuilder {
                  only to a session",
             )
         })?;
-        let transport: SharedTransport = match transport {
-            Some(t) => t,
-            None => {
-                let mut builder = HttpTransport::builder()
-                    .config(config.transport.clone())
-                    .root_certificates(roots.iter().cloned());
-                if let Some(provider) = &provider {
-                    builder = builder.crypto_provider(provider.clone());
-                }
-                Arc::new(builder.build().map_err(Error::from)?)
+        let transport: SharedTransport = if let Some(t) = transport {
+            t
+        } else {
+            let mut builder = HttpTransport::builder()
+                .config(config.transport.clone())
+                .root_certificates(roots.iter().cloned());
+            if let Some(provider) = &provider {
+                builder = builder.crypto_provider(provider.clone());
             }
+            Arc::new(builder.build().map_err(Error::from)?)
         };
         let site = config.endpoints.site.clone();
         let auth = Arc::new(AuthManager::new(transport.clone(), site.clone(), source));
@@ -206,20 +205,19 @@ impl ClientBuilder {
 
         #[cfg(feature = "transcribe")]
         let transcriber = if config.transcription.enabled {
-            match transcriber {
-                Some(t) => Some(t),
-                None => {
-                    let mut builder =
-                        crate::transcribe::OpenAiTranscriber::builder(&config.transcription);
-                    for root in &roots {
-                        builder = builder.add_root_certificate(root.clone());
-                    }
-                    if let Some(provider) = &provider {
-                        builder = builder.crypto_provider(provider.clone());
-                    }
-                    Some(Arc::new(builder.build().map_err(Error::from)?)
-                        as Arc<dyn crate::transcribe::Transcriber>)
+            if let Some(t) = transcriber {
+                Some(t)
+            } else {
+                let mut builder =
+                    crate::transcribe::OpenAiTranscriber::builder(&config.transcription);
+                for root in &roots {
+                    builder = builder.add_root_certificate(root.clone());
                 }
+                if let Some(provider) = &provider {
+                    builder = builder.crypto_provider(provider.clone());
+                }
+                Some(Arc::new(builder.build().map_err(Error::from)?)
+                    as Arc<dyn crate::transcribe::Transcriber>)
             }
         } else {
             None
