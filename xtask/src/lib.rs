@@ -2,5 +2,7 @@
 //! `contract`, `soak` and `ci` commands.
 
 pub mod api;
+pub mod bench;
 pub mod contract;
 pub mod release;
+pub mod soak;

@@ -13,6 +13,11 @@
 //! - `api-snapshot`: rewrites `api/*.txt`, the committed public API of each crate.
 //! - `fuzz [--minutes N] [TARGET..]`: runs the cargo-fuzz targets of `fuzz/` (corpora seeded
 //!   from the fixtures) for N minutes in all and reports executions and crashes per target.
+//! - `bench [--quick] [--json]`: end-to-end figures (simulator and client in separate release
+//!   processes, plus raw hyper and mpsc baselines); a full run rewrites `docs/benchmarks.md`.
+//! - `soak [--quick] [--calls N] [--faults P]`: the client against a simulator misbehaving on a
+//!   fraction P of requests: nothing lost or repeated, contract kept, stalled subscriber, no secret
+//!   in any log line.
 
 use std::process::{Command, ExitCode};
 
@@ -31,9 +36,11 @@ fn main() -> ExitCode {
         "release" => release(rest),
         "api-snapshot" => api_snapshot(true).map(|_| ()),
         "fuzz" => fuzz(rest),
+        "bench" => xtask::bench::run(rest),
+        "soak" => xtask::soak::run(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|ci-extra|contract [--json]|release-check [--quick]|release VERSION [--execute]|api-snapshot|fuzz [--minutes N] [TARGET..]>"
+                "usage: cargo xtask <ci|ci-extra|contract [--json]|release-check [--quick]|release VERSION [--execute]|api-snapshot|fuzz [--minutes N] [TARGET..]|bench [--quick] [--json]|soak [--quick] [--calls N] [--faults P]>"
             );
             return ExitCode::from(2);
         }
