@@ -105,7 +105,8 @@ fn id_list(envs: &[LiveCallEnvelope]) -> Vec<String> {
 
 #[tokio::test]
 async fn audio_bytes_match_the_sim_with_the_servers_content_type() {
-    let sim = start(Simulator::builder()).await;
+    // Some calls have no hash: their CDN path is /{systemId}/{filename}.m4a.
+    let sim = start(Simulator::builder().hashless_probability(0.4)).await;
     let t = transport(&sim);
     let c = consumer(&sim, t, fast());
     let envs = ingest(&sim, 8);
@@ -123,6 +124,11 @@ async fn audio_bytes_match_the_sim_with_the_servers_content_type() {
     }
     let reqs = sim.requests_to(Endpoint::Audio);
     assert_eq!(reqs.len(), 8, "each call downloaded once");
+    let hashless = reqs
+        .iter()
+        .filter(|r| r.path.matches('/').count() == 2)
+        .count();
+    assert!(hashless > 0 && hashless < 8, "{hashless} hashless of 8");
     for r in &reqs {
         assert_eq!(
             r.header("referer"),
