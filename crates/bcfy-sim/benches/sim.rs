@@ -146,6 +146,12 @@ fn bench(c: &mut Criterion) {
     // Sanity: a poll returns calls.
     let sample = rt.block_on(run(&sim.base_url(), 1, live.clone())).1;
     assert!(sample > 1000, "poll body {sample} bytes");
+    let per_poll = sim
+        .ingested_calls()
+        .iter()
+        .filter(|c| c.ts >= START + 199)
+        .count();
+    println!("SUMMARY each poll answers {per_poll} calls, {sample} bytes");
     let (small_audio, small_len) = audio_request(&sim);
     let (big_audio, big_len) = audio_request(&big);
 
