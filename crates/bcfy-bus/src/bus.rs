@@ -430,60 +430,25 @@ impl<E: Clone + Send + Sync + 'static> EventBus<E> {
         if inner.closed.load(Ordering::SeqCst) {
             return Err(BusError::Closed);
         }
-        let subs = inner.snapshot();
         let counters = &inner.counters;
         counters.published.fetch_add(1, Ordering::Relaxed);
 
-        let mut shared_topic: Option<Arc<str>> = None;
-        // The previous match gets a clone and the last one gets `event` itself, which saves a
-        // clone per publication without collecting the matches anywhere.
-        let mut pending: Option<&Arc<Sub<E>>> = None;
-        let mut delivered = 0usize;
-        let mut dropped = 0u64;
-        for sub in subs.iter() {
-            if !sub.pattern.matches(topic) {
-                continue;
-            }
-            if let Some(prev) = pending.replace(sub) {
-                let topic = shared_topic.get_or_insert_with(|| Arc::from(topic)).clone();
-                let ev = Event {
-                    topic,
-                    payload: event.clone(),
-                };
-                // The synchronous fast path first: most pushes need no waiting, and not building
-                // the waiting future at all is measurably cheaper.
-                let pushed = match prev.queue.try_push(ev) {
-                    Ok(pushed) => pushed,
-                    Err(ev) => prev.queue.push(ev).await,
-                };
-                tally(pushed, &mut delivered, &mut dropped);
-            }
+        let mut tally = Tally::default();
+        if let Some(resume) = inner.deliver_now(topic, event, &mut tally) {
+            deliver_waiting(topic, resume, &mut tally).await;
         }
-        match pending {
-            Some(last) => {
-                let topic = shared_topic.unwrap_or_else(|| Arc::from(topic));
-                let ev = Event {
-                    topic,
-                    payload: event,
-                };
-                let pushed = match last.queue.try_push(ev) {
-                    Ok(pushed) => pushed,
-                    Err(ev) => last.queue.push(ev).await,
-                };
-                tally(pushed, &mut delivered, &mut dropped);
-            }
-            None => {
-                counters.unmatched.fetch_add(1, Ordering::Relaxed);
-            }
+        if tally.matched == 0 {
+            counters.unmatched.fetch_add(1, Ordering::Relaxed);
         }
-        if delivered > 0 {
+        if tally.delivered > 0 {
             counters
                 .delivered
-                .fetch_add(delivered as u64, Ordering::Relaxed);
+                .fetch_add(tally.delivered as u64, Ordering::Relaxed);
         }
-        if dropped > 0 {
-            counters.dropped.fetch_add(dropped, Ordering::Relaxed);
+        if tally.dropped > 0 {
+            counters.dropped.fetch_add(tally.dropped, Ordering::Relaxed);
         }
+        let delivered = tally.delivered;
         Ok(delivered)
     }
 
@@ -669,14 +634,115 @@ impl<E: Clone + Send + Sync + 'static> EventBus<E> {
     }
 }
 
-fn tally(pushed: Pushed, delivered: &mut usize, dropped: &mut u64) {
-    match pushed {
-        Pushed::Queued => *delivered += 1,
-        Pushed::QueuedDroppedOldest => {
-            *delivered += 1;
-            *dropped += 1;
+/// What one publication did so far.
+#[derive(Default)]
+struct Tally {
+    /// The topic, shared by every subscriber's copy; allocated at the first match only.
+    topic: Option<Arc<str>>,
+    matched: usize,
+    delivered: usize,
+    dropped: u64,
+}
+
+impl Tally {
+    fn topic(&mut self, topic: &str) -> Arc<str> {
+        Arc::clone(self.topic.get_or_insert_with(|| Arc::from(topic)))
+    }
+
+    fn count(&mut self, pushed: Pushed) {
+        match pushed {
+            Pushed::Queued => self.delivered += 1,
+            Pushed::QueuedDroppedOldest => {
+                self.delivered += 1;
+                self.dropped += 1;
+            }
+            Pushed::Closed => {}
         }
-        Pushed::Closed => {}
+    }
+}
+
+/// Where a publication stopped because a subscriber's queue is full.
+struct Resume<E> {
+    subs: SubList<E>,
+    /// Index in `subs` of the subscriber to wait for.
+    index: usize,
+    /// Its event.
+    blocked: Event<E>,
+    /// The payload for the matching subscribers after it, if any.
+    rest: Option<E>,
+}
+
+impl<E: Clone> Inner<E> {
+    /// Delivers synchronously, under the read lock and without touching the list's reference
+    /// count, until a subscriber would make the publisher wait. The previous match gets a clone
+    /// and the last one gets `event` itself, which saves a clone per publication.
+    fn deliver_now(&self, topic: &str, event: E, tally: &mut Tally) -> Option<Resume<E>> {
+        let subs = self.subs.read().unwrap_or_else(PoisonError::into_inner);
+        let mut matches = subs
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.pattern.matches(topic));
+        let mut next = matches.next();
+        let mut event = Some(event);
+        while let Some((index, sub)) = next {
+            tally.matched += 1;
+            let following = matches.next();
+            let payload = if following.is_some() {
+                event.clone()
+            } else {
+                event.take()
+            };
+            let Some(payload) = payload else { break };
+            let ev = Event {
+                topic: tally.topic(topic),
+                payload,
+            };
+            match sub.queue.try_push(ev) {
+                Ok(pushed) => tally.count(pushed),
+                Err(blocked) => {
+                    return Some(Resume {
+                        subs: Arc::clone(&subs),
+                        index,
+                        blocked,
+                        rest: following.and(event),
+                    });
+                }
+            }
+            next = following;
+        }
+        None
+    }
+}
+
+/// The rest of a publication from the first subscriber that made it wait, on a snapshot of the
+/// list (no lock is held across `.await`).
+async fn deliver_waiting<E: Clone>(topic: &str, resume: Resume<E>, tally: &mut Tally) {
+    let Resume {
+        subs,
+        index,
+        blocked,
+        mut rest,
+    } = resume;
+    tally.count(subs[index].queue.push(blocked).await);
+    let mut matches = subs[index + 1..]
+        .iter()
+        .filter(|s| s.pattern.matches(topic));
+    let mut next = matches.next();
+    while let Some(sub) = next {
+        tally.matched += 1;
+        let following = matches.next();
+        let payload = if following.is_some() {
+            rest.clone()
+        } else {
+            rest.take()
+        };
+        let Some(payload) = payload else { break };
+        let ev = Event {
+            topic: tally.topic(topic),
+            payload,
+        };
+        tally.count(sub.queue.push(ev).await);
+        next = following;
     }
 }
 

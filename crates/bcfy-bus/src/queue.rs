@@ -159,7 +159,11 @@ impl<T> Queue<T> {
                         st.waiting -= 1;
                         guard.registered = false;
                     }
+                    let pass_on = st.waiting > 0 && st.buf.len() + 1 < self.capacity;
                     Self::enqueue(st, item);
+                    if pass_on {
+                        self.space.notify_one();
+                    }
                     return Pushed::Queued;
                 }
                 if !guard.registered {
@@ -187,7 +191,10 @@ impl<T> Queue<T> {
         let mut st = self.lock();
         if let Some(item) = st.buf.pop_front() {
             st.received += 1;
-            let wake_publisher = st.waiting > 0;
+            // Only the pop that ends "full" wakes a waiting publisher; each publisher that gets
+            // a slot wakes the next one if there is more room (see `push_slow`). One wakeup per
+            // refill instead of one per pop.
+            let wake_publisher = st.waiting > 0 && st.buf.len() + 1 == self.capacity;
             drop(st);
             if wake_publisher {
                 self.space.notify_one();
