@@ -129,3 +129,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     sim.shutdown().await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn cli_is_consistent_and_parses_the_documented_flags() {
+        Args::command().debug_assert();
+        let a = Args::try_parse_from([
+            "bcfy-sim",
+            "--port",
+            "8080",
+            "--seed",
+            "7",
+            "--groups",
+            "4290-512,9000-7",
+            "--rate",
+            "2.5",
+            "--faults",
+            "live:429=2@3",
+            "--tls",
+        ])
+        .unwrap();
+        assert_eq!((a.port, a.seed, a.rate, a.tls), (8080, 7, 2.5, true));
+        let groups: Vec<_> = a.groups.iter().map(|g| parse_group(g).unwrap()).collect();
+        assert_eq!(groups, [(4290, 512), (9000, 7)]);
+        assert!(a.faults.parse::<FaultPlan>().is_ok());
+        assert!(parse_group("4290").is_err());
+    }
+}
