@@ -518,3 +518,52 @@ async fn the_whole_pipeline_runs_over_tls_and_http2() {
     }
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_that_gives_up_makes_the_client_not_live() {
+    let sim = sim(Simulator::builder()
+        .seed(22)
+        .calls_per_second(5.0)
+        .faults(FaultPlan::none().always(Endpoint::LiveCalls, Fault::Unavailable(None))))
+    .await;
+    let client = client_for(&sim, false)
+        .live_config(bcfy::proto::LiveProducerConfig {
+            poll_interval: Duration::from_millis(50),
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(20),
+            max_retry_attempts: Some(2),
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    client.create_live_producer(talkgroups()).unwrap();
+    client.start().await.unwrap();
+    tokio::time::timeout(Duration::from_mins(1), async {
+        while client.health().live {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the producer gives up");
+    let health = client.health();
+    assert!(!health.ready);
+    assert_eq!(health.counts.producer_errors, 1);
+    let last = health.last_error.expect("the error is kept");
+    assert!(last.contains("live producer"), "{last}");
+    client.shutdown(Duration::from_secs(5)).await.unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_running_client_stops_its_producers() {
+    let sim = sim(Simulator::builder().seed(23).calls_per_second(5.0)).await;
+    let client = client_for(&sim, false).build().unwrap();
+    let producer = client.create_live_producer(talkgroups()).unwrap();
+    client.start().await.unwrap();
+    let handle = producer.handle();
+    drop(client);
+    tokio::time::timeout(Duration::from_secs(10), handle.stopped())
+        .await
+        .expect("the producer was stopped");
+    sim.shutdown().await;
+}

@@ -299,6 +299,18 @@ pub(crate) struct Inner {
     stages: Mutex<StageRefs>,
 }
 
+impl Drop for Inner {
+    /// A client dropped without [`Client::shutdown`] stops its producers, so the stages drain
+    /// and their tasks end instead of polling forever in the background.
+    fn drop(&mut self) {
+        if let State::Running(running) = &*lock(&self.state) {
+            for producer in &running.producers {
+                producer.stop();
+            }
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct StageRefs {
     producers: Vec<Arc<LiveCallProducer>>,
