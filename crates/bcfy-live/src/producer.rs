@@ -421,6 +421,12 @@ impl LiveCallProducer {
                 }
                 Err(failure) => {
                     drop(permit);
+                    // A session whose first (doInit=1) poll failed never started: the retry
+                    // opens a new one with a new sessionKey, so doInit=1 is only ever sent on
+                    // a key's first poll (the contract's rule).
+                    if !session.initialized {
+                        session = Self::new_session(&mut state.rng);
+                    }
                     match failure {
                         PollFailure::RateLimited { wait, detail } => {
                             Counters::add(&self.counters.rate_limited, 1);

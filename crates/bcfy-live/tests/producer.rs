@@ -244,6 +244,40 @@ async fn cursor_follows_the_newest_ts_and_do_init_is_only_first() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_failed_init_poll_is_retried_in_a_new_session_and_later_failures_keep_it() {
+    let r = rig(config());
+    let t = START as i64;
+    // Poll 1 (doInit=1) fails; poll 2 opens a new session; poll 3 fails after the session
+    // started, so poll 4 keeps its key and doInit=0.
+    r.mock.on(
+        Method::POST,
+        LIVE,
+        MockResponse::new(StatusCode::BAD_GATEWAY),
+    );
+    r.mock
+        .on(Method::POST, LIVE, answer(&[call(t + 5, 4290, 512, t)]));
+    r.mock.on(
+        Method::POST,
+        LIVE,
+        MockResponse::new(StatusCode::BAD_GATEWAY),
+    );
+    r.mock.on(Method::POST, LIVE, answer(&[]));
+    let (_rx, task) = spawn(&r.producer, 16);
+    let reqs = polls(&r.mock, 4).await;
+    let inits: Vec<String> = reqs.iter().map(|q| field(q, "doInit")).collect();
+    assert_eq!(inits, ["1", "1", "0", "0"]);
+    let keys: Vec<String> = reqs.iter().map(|q| field(q, "sessionKey")).collect();
+    assert_ne!(
+        keys[0], keys[1],
+        "a failed init poll's key is never used again"
+    );
+    assert_eq!(keys[1], keys[2]);
+    assert_eq!(keys[2], keys[3]);
+    r.producer.stop();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
 async fn same_second_call_after_a_poll_is_not_lost_and_repeats_are_dropped() {
     let r = rig(config());
     let t = START as i64 + 60;
