@@ -282,7 +282,15 @@ pub async fn run<W: Write>(args: Args, mut out: W) -> Result<Summary, BoxError> 
         }
         Ok::<(), BoxError>(())
     };
-    let (report, drained_stream) = tokio::join!(shutdown, drain);
+    let both = async { tokio::join!(shutdown, drain) };
+    // A second Ctrl-C during the drain gives up on it.
+    let (report, drained_stream) = tokio::select! {
+        both = both => both,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("tail: interrupted again, exiting without waiting for the drain");
+            return Err("interrupted".into());
+        }
+    };
     drained_stream?;
     let drained = report.is_ok();
     if let Err(e) = report {
