@@ -110,3 +110,67 @@ async fn plain_http2_prior_knowledge_works_too() {
     assert_eq!(rec.len(), 3);
     assert!(rec.iter().all(|r| r.connection_id == rec[0].connection_id));
 }
+
+#[tokio::test]
+async fn broken_bodies_are_broken_over_h2_too() {
+    use bcfy_sim::{Fault, FaultPlan};
+    let sim = Simulator::builder()
+        .tls(true)
+        .manual_clock(1_758_430_000)
+        .calls_per_second(0.0)
+        .faults(
+            FaultPlan::none()
+                .nth(Endpoint::Audio, 1, Fault::TruncatedBody)
+                .nth(Endpoint::Audio, 2, Fault::ResetMidBody),
+        )
+        .start()
+        .await
+        .unwrap();
+    sim.ingest(1);
+    let c = sim.ingested_calls().remove(0);
+    let cert = sim.tls_certificate_der().unwrap().to_vec();
+    let addr = format!("127.0.0.1:{}", sim.cdn_url().port().unwrap());
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap().to_owned();
+    let tls = connector(&cert, &[b"h2"]).connect(name, tcp).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let url = format!(
+        "{}{}/{}/{}.m4a",
+        sim.cdn_url(),
+        c.hash.clone().unwrap(),
+        c.node,
+        c.filename
+    );
+    for _ in 0..2 {
+        let resp = send
+            .send_request(
+                Request::get(url.as_str())
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.version(), Version::HTTP_2);
+        let got = resp.into_body().collect().await.map(|b| b.to_bytes().len());
+        assert!(
+            got.as_ref().map_or(true, |n| (*n as u64) < c.audio_len),
+            "broken body must not look complete: {got:?}"
+        );
+    }
+    let resp = send
+        .send_request(
+            Request::get(url.as_str())
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.into_body().collect().await.unwrap().to_bytes().len() as u64,
+        c.audio_len
+    );
+}
