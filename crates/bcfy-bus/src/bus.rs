@@ -646,7 +646,7 @@ struct Tally {
 
 impl Tally {
     fn topic(&mut self, topic: &str) -> Arc<str> {
-        Arc::clone(self.topic.get_or_insert_with(|| Arc::from(topic)))
+        Arc::clone(self.topic.get_or_insert_with(|| shared_topic(topic)))
     }
 
     fn count(&mut self, pushed: Pushed) {
@@ -659,6 +659,45 @@ impl Tally {
             Pushed::Closed => {}
         }
     }
+}
+
+/// How many recently published topics each thread keeps.
+const RECENT_TOPICS: usize = 4;
+
+/// The last few topics published from this thread, so that a topic published over and over
+/// (`calls.live`) is not allocated each time. A fixed number of slots per thread, replaced
+/// round-robin: memory stays bounded however many distinct scoped topics go by.
+struct RecentTopics {
+    slots: [Option<Arc<str>>; RECENT_TOPICS],
+    next: usize,
+}
+
+thread_local! {
+    static RECENT: std::cell::RefCell<RecentTopics> = const {
+        std::cell::RefCell::new(RecentTopics {
+            slots: [const { None }; RECENT_TOPICS],
+            next: 0,
+        })
+    };
+}
+
+/// The topic as a shared string: from this thread's recent topics, or newly allocated.
+fn shared_topic(topic: &str) -> Arc<str> {
+    RECENT
+        .try_with(|recent| {
+            let mut recent = recent.try_borrow_mut().ok()?;
+            if let Some(hit) = recent.slots.iter().flatten().find(|t| ***t == *topic) {
+                return Some(Arc::clone(hit));
+            }
+            let fresh: Arc<str> = Arc::from(topic);
+            let slot = recent.next;
+            recent.slots[slot] = Some(Arc::clone(&fresh));
+            recent.next = (slot + 1) % RECENT_TOPICS;
+            Some(fresh)
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| Arc::from(topic))
 }
 
 /// Where a publication stopped because a subscriber's queue is full.
