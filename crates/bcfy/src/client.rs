@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::archive::{ArchiveClient, ArchiveResult, Cache, FsCache, MemoryCache};
+use crate::archive::{ArchiveClient, ArchiveResult, Cache};
 use crate::auth::{AuthManager, CredentialSource, Credentials};
 use crate::bus::{EventBus, SubscribeOptions};
 use crate::config::Config;
@@ -196,12 +196,10 @@ impl ClientBuilder {
         };
         let site = config.endpoints.site.clone();
         let auth = Arc::new(AuthManager::new(transport.clone(), site.clone(), source));
-        let cache: Arc<dyn Cache> = match (cache, &config.cache.directory) {
-            (Some(c), _) => c,
-            (None, Some(dir)) => Arc::new(FsCache::new(dir.clone())),
-            (None, None) => Arc::new(MemoryCache::default()),
-        };
-        let archive = ArchiveClient::new(transport.clone(), auth.clone(), site, cache);
+        let cache: Arc<dyn Cache> =
+            cache.unwrap_or_else(|| crate::archive::cache_from_config(&config.cache));
+        let archive = ArchiveClient::new(transport.clone(), auth.clone(), site, cache)
+            .with_policy(crate::archive::CachePolicy::from_config(&config.cache));
 
         #[cfg(feature = "transcribe")]
         let transcriber = if config.transcription.enabled {
