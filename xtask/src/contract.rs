@@ -171,6 +171,9 @@ impl Observed {
     }
 }
 
+/// How long after a gating answer a request may still arrive without having seen it, s.
+const RETRY_AFTER_GRACE: f64 = 0.05;
+
 /// A broken rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
@@ -248,10 +251,10 @@ impl Contract {
             );
             return;
         };
-        // Browser template: every header on site and CDN requests; the transcription service
-        // gets the same client, but is not Broadcastify, so only User-Agent is required there.
+        // Browser template: every header on site and CDN requests. The transcription service
+        // is not Broadcastify and has its own client: the template is not required there.
         for (name, format) in &self.browser {
-            if r.host == Host::Whisper && name != "user-agent" {
+            if r.host == Host::Whisper {
                 continue;
             }
             if name == "connection" && r.version.starts_with("HTTP/2") {
@@ -321,6 +324,12 @@ impl Contract {
                 None => fail("form", format!("{}: missing field `{name}`", ep.name)),
                 Some(v) => {
                     if let Err(e) = check_format(format, v) {
+                        // The password's value never goes into a report.
+                        let e = if name == "password" {
+                            format!("does not match {format}")
+                        } else {
+                            e
+                        };
                         fail("form", format!("{}: field `{name}` {e}", ep.name));
                     }
                 }
@@ -371,7 +380,7 @@ impl Contract {
         let mut last_poll: HashMap<String, (usize, f64)> = HashMap::new();
         let mut seen_keys: HashSet<String> = HashSet::new();
         let mut logins: Vec<(usize, f64, f64)> = Vec::new();
-        let mut gates: HashMap<Host, (usize, f64)> = HashMap::new();
+        let mut gates: HashMap<Host, (usize, f64, f64)> = HashMap::new();
         let mut dead: HashMap<String, usize> = HashMap::new();
         for (i, r) in log.iter().enumerate() {
             let subject = r.describe(i);
@@ -383,8 +392,11 @@ impl Contract {
                 });
             };
             let name = self.endpoint_for(r).map_or("", |e| e.name.as_str());
+            // A request that arrived within RETRY_AFTER_GRACE of the gating answer may have
+            // been sent before the client could read that answer: only later ones count.
             if p.honour_retry_after
-                && let Some(&(j, until)) = gates.get(&r.host)
+                && let Some(&(j, answered, until)) = gates.get(&r.host)
+                && r.start > answered + RETRY_AFTER_GRACE
                 && r.start + 1e-3 < until
             {
                 fail(
@@ -425,7 +437,7 @@ impl Contract {
                         let gap = r.start - t;
                         // A retry after an error answer may come sooner (backoff starts at the
                         // configured initial backoff); only healthy cadence is bounded here.
-                        let prev_ok = log[j].status < 400;
+                        let prev_ok = log[j].status < 400 && !log[j].logged_out_answer;
                         if prev_ok && gap + 1e-3 < min_poll {
                             fail(
                                 "poll-interval",
@@ -479,7 +491,8 @@ impl Contract {
             if matches!(r.status, 429 | 503)
                 && let Some(secs) = r.retry_after
             {
-                gates.insert(r.host, (i, r.end.max(r.start) + secs));
+                let answered = r.end.max(r.start);
+                gates.insert(r.host, (i, answered, answered + secs));
             }
         }
     }
@@ -665,6 +678,10 @@ fn is_audio_path(path: &str) -> bool {
 
 /// Checks `value` against a format of the contract.
 fn check_format(format: &str, value: &str) -> Result<(), String> {
+    check_format_inner(format, value).map_err(|shown| shown.replace(value, &redact(value)))
+}
+
+fn check_format_inner(format: &str, value: &str) -> Result<(), String> {
     let ok = if let Some(expected) = format.strip_prefix("eq:") {
         value == expected
     } else if let Some(options) = format.strip_prefix("oneof:") {
@@ -704,13 +721,69 @@ fn check_format(format: &str, value: &str) -> Result<(), String> {
     }
 }
 
-/// Keeps secrets out of reports: long values are cut, and session-like values are masked.
+/// Keeps secrets out of reports: values that may be secrets are masked, long ones are cut.
 fn redact(value: &str) -> String {
-    if value.len() > 80 {
+    let lower = value.to_ascii_lowercase();
+    if lower.contains("bcfyuser1") || lower.starts_with("bearer ") {
+        "[redacted]".to_owned()
+    } else if value.len() > 80 {
         format!("{}…", &value[..value.floor_char_boundary(80)])
     } else {
         value.to_owned()
     }
+}
+
+/// Turns the simulator's request log into what the checker reads. Times are seconds since
+/// `t0` (usually the first request's arrival).
+pub fn from_sim(records: &[bcfy_sim::RecordedRequest]) -> Vec<Observed> {
+    let Some(t0) = records.iter().map(|r| r.time).min() else {
+        return Vec::new();
+    };
+    let secs = |t: std::time::SystemTime| t.duration_since(t0).map_or(0.0, |d| d.as_secs_f64());
+    records
+        .iter()
+        .map(|r| {
+            let host = match r.endpoint {
+                bcfy_sim::Endpoint::Audio => Host::Cdn,
+                bcfy_sim::Endpoint::Transcription => Host::Whisper,
+                _ => Host::Site,
+            };
+            let query = r.query.as_deref().map_or_else(Vec::new, |q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect()
+            });
+            let form = if host == Host::Whisper {
+                Vec::new()
+            } else {
+                r.form.clone()
+            };
+            let headers = r
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_ascii_lowercase(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            Observed {
+                host,
+                start: secs(r.time),
+                end: secs(r.answered_at),
+                method: r.method.as_str().to_owned(),
+                path: r.path.clone(),
+                query,
+                form,
+                headers,
+                version: format!("{:?}", r.version),
+                status: r.status.as_u16(),
+                retry_after: r.retry_after,
+                logged_out_answer: r.logged_out,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -4,5 +4,6 @@
 pub mod api;
 pub mod bench;
 pub mod contract;
+pub mod contract_run;
 pub mod release;
 pub mod soak;
