@@ -1,7 +1,7 @@
 //! Repository automation for bcfy: `cargo xtask <command>`.
 //!
-//! - `ci`: everything `.ci/run` checks (fmt, clippy, tests, docs, extra checks).
-//! - `ci-extra`: the checks beyond cargo's own that CI runs (`contract`).
+//! - `ci`: everything `.ci/run` checks: fmt, clippy, tests, docs, `contract`, `soak --quick`,
+//!   `release-check`.
 //! - `contract [--json]`: checks the service contract (`contract/broadcastify.toml`) against the
 //!   response fixtures (provider side) and the client's requests against the simulator
 //!   (consumer side).
@@ -30,7 +30,6 @@ fn main() -> ExitCode {
     let rest = args.get(1..).unwrap_or_default();
     let result = match cmd {
         "ci" => ci(),
-        "ci-extra" => contract_cmd(&[]),
         "contract" => contract_cmd(rest),
         "release-check" => release_check(rest),
         "release" => release(rest),
@@ -40,7 +39,7 @@ fn main() -> ExitCode {
         "soak" => xtask::soak::run(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|ci-extra|contract [--json]|release-check [--quick]|release VERSION [--execute]|api-snapshot|fuzz [--minutes N] [TARGET..]|bench [--quick] [--json]|soak [--quick] [--calls N] [--faults P]>"
+                "usage: cargo xtask <ci|contract [--json]|release-check [--quick]|release VERSION [--execute]|api-snapshot|fuzz [--minutes N] [TARGET..]|bench [--quick] [--json]|soak [--quick] [--calls N] [--faults P]>"
             );
             return ExitCode::from(2);
         }
@@ -80,7 +79,9 @@ fn ci() -> Result<(), String> {
     ])?;
     cargo(&["test", "--workspace"])?;
     cargo(&["doc", "--workspace", "--no-deps"])?;
-    contract_cmd(&[])
+    contract_cmd(&[])?;
+    xtask::soak::run(&["--quick".to_owned()])?;
+    release_check(&[])
 }
 
 /// One row of the contract report.
