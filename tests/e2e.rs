@@ -567,3 +567,40 @@ async fn dropping_a_running_client_stops_its_producers() {
         .expect("the producer was stopped");
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_bounded_by_its_timeout_when_a_subscriber_never_reads() {
+    let sim = sim(Simulator::builder().seed(24).calls_per_second(50.0)).await;
+    let client = client_for(&sim, false)
+        .bus_capacity(1)
+        .live_config(bcfy::proto::LiveProducerConfig {
+            poll_interval: Duration::from_millis(50),
+            queue_maxsize: 2,
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    let _never_read = client.stream("calls.live").unwrap();
+    client.create_live_producer(talkgroups()).unwrap();
+    client.start().await.unwrap();
+    tokio::time::timeout(Duration::from_mins(1), async {
+        while client.backlog() < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the pipeline stalls");
+    let started = std::time::Instant::now();
+    let err = client
+        .shutdown(Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), bcfy::ErrorKind::ShutdownTimeout);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(client.health().state, RunState::Stopped);
+    sim.shutdown().await;
+}
