@@ -565,3 +565,28 @@ async fn contending_publishers_on_tiny_queues_lose_nothing() {
         .expect("publishers or readers hung");
     assert_eq!(totals, [PUBLISHERS * EACH, PUBLISHERS * EACH]);
 }
+
+/// The handles and the publish future can cross threads (spawned tasks publish and read).
+#[test]
+fn auto_traits() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    fn unpin<T: Unpin>(_: &T) {}
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let _enter = rt.enter();
+    let bus: EventBus<Arc<String>> = EventBus::new();
+    send_sync(&bus);
+    let stream = bus.stream("a").unwrap();
+    send_sync(&stream);
+    unpin(&stream);
+    let sub = bus.subscribe("a", |_| async {}).unwrap();
+    send_sync(&sub);
+    let publish = bus.publish("a", Arc::new(String::new()));
+    send(&publish);
+    let shutdown = bus.shutdown();
+    send(&shutdown);
+    let unsubscribe = sub.unsubscribe();
+    send(&unsubscribe);
+}
