@@ -299,7 +299,8 @@ impl<E> Sub<E> {
 type SubList<E> = Arc<[Arc<Sub<E>>]>;
 
 struct Inner<E> {
-    /// Copy-on-write list: publishers take a snapshot (one `Arc` clone) and never hold the lock
+    /// Copy-on-write list: publishers deliver under the read lock while no queue makes them
+    /// wait, and take a snapshot (one `Arc` clone) to wait outside it, so the lock is never held
     /// across an `.await`; (un)subscribing builds a new list.
     subs: RwLock<SubList<E>>,
     closed: AtomicBool,
@@ -411,8 +412,9 @@ impl<E: Clone + Send + Sync + 'static> EventBus<E> {
     ///
     /// Under [`Policy::Block`] this waits while a matching subscriber's queue is full. Events of
     /// successive `publish` calls reach each subscriber in call order. Publishing to a topic
-    /// nobody listens to allocates nothing; a matched publication allocates the shared topic
-    /// string once and clones `event` once per extra subscriber.
+    /// nobody listens to allocates nothing; a matched publication allocates the topic string its
+    /// subscribers share at most once (not when this thread published the same topic among its
+    /// last few) and clones `event` once per extra subscriber.
     ///
     /// Cancelling the returned future part-way may leave the event delivered to some subscribers
     /// and not others.
@@ -489,7 +491,9 @@ impl<E: Clone + Send + Sync + 'static> EventBus<E> {
     /// The returned [`Subscription`] unsubscribes when dropped; use
     /// [`Subscription::detach`] to keep it for the bus's lifetime. A handler that publishes
     /// to a topic it is itself subscribed to with [`Policy::Block`] can deadlock once its own
-    /// queue is full: use [`Policy::DropOldest`] or another task for such loops.
+    /// queue is full: use [`Policy::DropOldest`] or another task for such loops. A handler that
+    /// captures a clone of the bus keeps the bus alive: end it with
+    /// [`shutdown`](Self::shutdown) or [`Subscription::unsubscribe`], not by dropping the bus.
     ///
     /// # Errors
     /// [`BusError::InvalidPattern`], [`BusError::InvalidOptions`], [`BusError::Closed`] after

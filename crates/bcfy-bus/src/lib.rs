@@ -22,8 +22,9 @@
 //!
 //! Publishing to a topic that no pattern matches costs a validation pass and one string
 //! comparison pass per subscriber, and no allocation: unbounded families of scoped topics such
-//! as `calls.audio.raw.{callId}` cost nothing when nobody listens, and nothing is cached per
-//! topic.
+//! as `calls.audio.raw.{callId}` cost nothing when nobody listens. Nothing is cached per topic
+//! beyond the last few topics each thread published (so `calls.live` is not reallocated on
+//! every call): memory stays bounded however many distinct topics go by.
 //!
 //! # Example
 //!
