@@ -4,6 +4,7 @@
 pub mod api;
 pub mod bench;
 pub mod contract;
+pub mod contract_live;
 pub mod contract_run;
 pub mod release;
 pub mod soak;

@@ -2,7 +2,7 @@
 //!
 //! - `ci`: everything `.ci/run` checks: fmt, clippy, tests, docs, `contract`, `soak --quick`,
 //!   `release-check`.
-//! - `contract [--json]`: checks the service contract (`contract/broadcastify.toml`) against the
+//! - `contract [--json] [--live [--group G] [--record DIR]]`: checks the service contract (`contract/broadcastify.toml`) against the
 //!   response fixtures (provider side) and the client's requests against the simulator
 //!   (consumer side).
 //! - `release-check [--quick|--ci]`: package metadata, changelog, `cargo package` of every
@@ -40,7 +40,7 @@ fn main() -> ExitCode {
         "soak" => xtask::soak::run(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|contract [--json]|release-check [--quick|--ci]|release VERSION [--execute]|api-snapshot|fuzz [--minutes N] [TARGET..]|bench [--quick] [--json]|soak [--quick] [--calls N] [--faults P]>"
+                "usage: cargo xtask <ci|contract [--json] [--live [--group SID-TG] [--record DIR]]|release-check [--quick|--ci]|release VERSION [--execute]|api-snapshot|fuzz [--minutes N] [TARGET..]|bench [--quick] [--json]|soak [--quick] [--calls N] [--faults P]>"
             );
             return ExitCode::from(2);
         }
@@ -102,10 +102,20 @@ fn read_json(rel: &str) -> Result<serde_json::Value, String> {
     serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))
 }
 
+fn flag_value(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
 fn contract_cmd(args: &[String]) -> Result<(), String> {
     let json = args.iter().any(|a| a == "--json");
     let contract = Contract::load()?;
     let mut checks = Vec::new();
+    if args.iter().any(|a| a == "--live") {
+        return contract_live(&contract, args, json);
+    }
 
     // Provider side: the real captures must match strictly; the tolerance variants only loosely
     // (they are shapes a robust client must survive, not samples of the service).
@@ -574,4 +584,71 @@ fn fuzz(args: &[String]) -> Result<(), String> {
 
 fn count_files(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir).map_or(0, Iterator::count)
+}
+
+/// `contract --live [--group SID-TG] [--record DIR] [--site URL --cdn URL]`.
+fn contract_live(contract: &Contract, args: &[String], json: bool) -> Result<(), String> {
+    let group = flag_value(args, "--group")
+        .unwrap_or_else(|| "4290-512".to_owned())
+        .parse()
+        .map_err(|e| format!("--group: {e}"))?;
+    let record = flag_value(args, "--record").map(std::path::PathBuf::from);
+    let mut opts = xtask::contract_live::default_options(group, record.as_deref())?;
+    if let Some(site) = flag_value(args, "--site") {
+        opts.site = url::Url::parse(&site).map_err(|e| format!("--site: {e}"))?;
+    }
+    if let Some(cdn) = flag_value(args, "--cdn") {
+        opts.cdn = url::Url::parse(&cdn).map_err(|e| format!("--cdn: {e}"))?;
+    }
+    eprintln!(
+        "==> live: one login, at most three polls 10 s apart, one archive block, one audio file, logout ({})",
+        opts.site
+    );
+    let Some((log, summary)) = xtask::contract_live::run(&opts)? else {
+        eprintln!(
+            "SKIPPED: --live needs BCFY_USERNAME and BCFY_PASSWORD (an account you may use for this)"
+        );
+        return Ok(());
+    };
+    eprintln!(
+        "    {} polls, {} calls, audio {}, archive {}",
+        summary.polls,
+        summary.calls,
+        if summary.audio { "downloaded" } else { "none" },
+        summary.archive
+    );
+    let mut checks = vec![Check {
+        side: "live",
+        name: format!("live session ({} requests)", log.len()),
+        violations: contract.check_requests(
+            &log,
+            xtask::contract::CheckOptions {
+                min_poll_interval_secs: None,
+            },
+        ),
+    }];
+    for file in &summary.recorded {
+        let name = file.display().to_string();
+        if file.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let kind = if name.contains("live-calls") {
+            "live-calls"
+        } else if name.contains("archivecall") {
+            "archive"
+        } else {
+            continue;
+        };
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{name}: {e}"))?;
+        let Ok(body) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        checks.push(Check {
+            side: "live",
+            name: format!("recorded {name}"),
+            violations: contract.check_response(&name, kind, &body, true),
+        });
+        eprintln!("    recorded (scrubbed): {name}");
+    }
+    report(&checks, json)
 }
