@@ -324,6 +324,8 @@ fn run_one(spec: &RunSpec, seed: u64) -> Result<Value, String> {
         "live_requests_per_min": num(&c, "polls") / active.max(1e-9) * 60.0,
         "sim_live_requests": s["live_requests"],
         "logins": c["logins"],
+        "poll_retries": c["poll_retries"],
+        "last_error": c["last_error"],
         "audio_requests": c["audio_requests"],
         "audio_bytes_read": num(&c, "audio_bytes_read"),
         "audio_bytes_served": served,

@@ -302,11 +302,18 @@ pub fn run(args: &[String]) -> Result<(), String> {
             c.detail
         );
     }
-    let _ = std::fs::remove_file(&log_path);
     if failed.is_empty() {
+        let _ = std::fs::remove_file(&log_path);
         println!("soak: all {} checks passed", checks.len());
         Ok(())
     } else {
+        eprintln!(
+            "soak: the TRACE log is kept in {}; every violation and the request log in {}",
+            log_path.display(),
+            std::env::temp_dir()
+                .join("bcfy-soak-violations.txt")
+                .display()
+        );
         Err(format!(
             "{} of {} soak checks failed",
             failed.len(),

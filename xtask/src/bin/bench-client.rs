@@ -195,6 +195,7 @@ async fn run(flags: &Flags) -> Result<serde_json::Value, BoxError> {
     let done_at = epoch_now();
     rss.push(procstat::status_kb("VmRSS").unwrap_or(0));
     let stats = client.stats();
+    let last_error = client.health().last_error;
     let hwm = procstat::status_kb("VmHWM").unwrap_or(0);
     let _ = client.shutdown(Duration::from_secs(10)).await;
 
@@ -226,6 +227,9 @@ async fn run(flags: &Flags) -> Result<serde_json::Value, BoxError> {
         "audio_requests": audio.requests,
         "audio_retries": audio.retries,
         "logins": stats.auth.logins,
+        "successful_polls": stats.producers.iter().map(|p| p.successful_polls).sum::<u64>(),
+        "poll_retries": stats.producers.iter().map(|p| p.retries).sum::<u64>(),
+        "last_error": last_error,
         "arrivals": arrivals,
     }))
 }
