@@ -322,6 +322,7 @@ impl TranscriptionPipeline {
         let mut run = Run {
             pipeline: self,
             semaphore: Arc::new(Semaphore::new(self.max_concurrency)),
+            gate: ProviderGate::default(),
             seed: self.retry.seed.unwrap_or_else(rand::random),
             index: 0,
             running: FuturesOrdered::new(),
@@ -372,6 +373,7 @@ impl TranscriptionPipeline {
 struct Run<'p> {
     pipeline: &'p TranscriptionPipeline,
     semaphore: Arc<Semaphore>,
+    gate: ProviderGate,
     seed: u64,
     /// Calls started so far (seeds each call's jitter).
     index: u64,
@@ -434,6 +436,7 @@ impl Run<'_> {
         let job = CallJob {
             transcriber: Arc::clone(&pipeline.transcriber),
             semaphore: Arc::clone(&self.semaphore),
+            gate: self.gate.clone(),
             counters: Arc::clone(&pipeline.counters),
             retry: pipeline.retry.clone(),
             requested_language: pipeline.requested_language.clone(),
@@ -518,9 +521,44 @@ impl OpenCall {
 }
 
 /// Everything one call's transcription needs, detached from the pipeline's borrow.
+/// The provider's Retry-After, shared by every call of one run: when the provider asks for a
+/// pause, no upload of any call goes out before it has passed (not only the call that got it).
+#[derive(Clone, Default)]
+struct ProviderGate(Arc<std::sync::Mutex<Option<tokio::time::Instant>>>);
+
+impl ProviderGate {
+    fn until(&self) -> Option<tokio::time::Instant> {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn close_for(&self, wait: Duration) {
+        let until = tokio::time::Instant::now() + wait;
+        let mut slot = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.is_none_or(|t| t < until) {
+            *slot = Some(until);
+        }
+    }
+
+    async fn wait(&self) {
+        while let Some(until) = self.until() {
+            if until <= tokio::time::Instant::now() {
+                return;
+            }
+            tokio::time::sleep_until(until).await;
+        }
+    }
+}
+
 struct CallJob {
     transcriber: Arc<dyn Transcriber>,
     semaphore: Arc<Semaphore>,
+    gate: ProviderGate,
     counters: Arc<Counters>,
     retry: RetryPolicy,
     requested_language: Option<String>,
@@ -571,11 +609,14 @@ impl CallJob {
         loop {
             let result = {
                 // The permit is held for the request only, not across backoff waits.
+                self.gate.wait().await;
                 let Ok(_permit) = self.semaphore.acquire().await else {
                     let error =
                         TranscriptionError::new(TranscriptionErrorKind::Config, "pipeline stopped");
                     return failed(&error, attempt - 1);
                 };
+                // A pause may have begun while this call waited for its permit.
+                self.gate.wait().await;
                 let _in_flight = InFlight::enter(&self.counters);
                 self.transcriber.transcribe(request.clone()).await
             };
@@ -605,7 +646,10 @@ impl CallJob {
             let wait = match error.retry_hint() {
                 RetryHint::Never => None,
                 RetryHint::Backoff => Some(self.retry.delay(attempt, &mut self.rng)),
-                RetryHint::After(delay) => (delay <= self.retry.max_backoff).then_some(delay),
+                RetryHint::After(delay) => {
+                    self.gate.close_for(delay);
+                    (delay <= self.retry.max_backoff).then_some(delay)
+                }
             };
             let Some(wait) = wait.filter(|_| attempt < self.retry.max_attempts) else {
                 return failed(&error, attempt);

@@ -359,6 +359,36 @@ async fn retry_after_is_honoured_unless_longer_than_max_backoff() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_retry_after_pauses_every_call_not_only_the_one_that_got_it() {
+    // Two slots. Call 0 answers 429 (Retry-After 5 s) after 1 s; call 1 holds the other slot
+    // for 2 s; call 2 gets that slot at t=2 but must not upload before t=1+5.
+    let fake = Fake::new(|request, attempt| match (request.audio.as_ref(), attempt) {
+        (b"call 0", 1) => (
+            Duration::from_secs(1),
+            Err(TranscriptionError::http(StatusCode::TOO_MANY_REQUESTS, b"")
+                .with_retry_after(Some(Duration::from_secs(5)))),
+        ),
+        (b"call 1", _) => (Duration::from_secs(2), echo_text(request)),
+        _ => (Duration::ZERO, echo_text(request)),
+    });
+    let pipeline =
+        TranscriptionPipeline::new(fake.clone(), &config(2)).with_retry_policy(no_jitter());
+    let started = Instant::now();
+    let outcomes = run_all(&pipeline, vec![whole(0), whole(1), whole(2)]).await;
+    assert!(
+        outcomes.iter().all(TranscriptionOutcome::is_complete),
+        "{outcomes:?}"
+    );
+    let first_upload_of_call2 = fake
+        .log()
+        .into_iter()
+        .find(|(id, _, _)| *id == common::call_id_of(2))
+        .map(|(_, _, at)| at - started)
+        .unwrap();
+    assert_eq!(first_upload_of_call2, Duration::from_secs(6));
+}
+
+#[tokio::test(start_paused = true)]
 async fn final_errors_are_not_retried_and_network_errors_exhaust_attempts() {
     let fake = Fake::new(|request, _| {
         let result = match request.audio.as_ref() {
