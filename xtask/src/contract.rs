@@ -171,7 +171,8 @@ impl Observed {
     }
 }
 
-/// How long after a gating answer a request may still arrive without having seen it, s.
+/// How long after a gating answer (a Retry-After, a logged-out answer) a request may still
+/// arrive without the client having seen that answer, in seconds.
 const RETRY_AFTER_GRACE: f64 = 0.05;
 
 /// A broken rule.
@@ -381,7 +382,7 @@ impl Contract {
         let mut seen_keys: HashSet<String> = HashSet::new();
         let mut logins: Vec<(usize, f64, f64)> = Vec::new();
         let mut gates: HashMap<Host, (usize, f64, f64)> = HashMap::new();
-        let mut dead: HashMap<String, usize> = HashMap::new();
+        let mut dead: HashMap<String, (usize, f64)> = HashMap::new();
         for (i, r) in log.iter().enumerate() {
             let subject = r.describe(i);
             let mut fail = |rule: &str, detail: String| {
@@ -409,7 +410,8 @@ impl Contract {
             }
             if p.no_dead_token_reuse
                 && let Some(tok) = r.token()
-                && let Some(&j) = dead.get(tok)
+                && let Some(&(j, ended)) = dead.get(tok)
+                && r.start > ended + RETRY_AFTER_GRACE
                 && name != "logout"
             {
                 fail(
@@ -478,15 +480,19 @@ impl Contract {
                 }
                 "logout" => {
                     if let Some(tok) = r.token() {
-                        dead.insert(tok.to_owned(), i);
+                        dead.insert(tok.to_owned(), (i, r.end.max(r.start)));
                     }
                 }
                 _ => {}
             }
+            // Only the site speaks for the session: a 401/403 from the CDN or the
+            // transcription service says nothing about the Broadcastify token.
             if r.logged_out_answer
+                && r.host == Host::Site
                 && let Some(tok) = r.token()
             {
-                dead.entry(tok.to_owned()).or_insert(i);
+                dead.entry(tok.to_owned())
+                    .or_insert((i, r.end.max(r.start)));
             }
             if matches!(r.status, 429 | 503)
                 && let Some(secs) = r.retry_after
