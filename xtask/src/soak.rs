@@ -29,11 +29,11 @@ use bcfy::proto::{
     AudioConfig, Endpoints, GroupId, LiveProducerConfig, Subscription, TranscriptionConfig,
 };
 use bcfy::{BcfyEvent, Client, topics};
-use bcfy_sim::{Endpoint, Fault, FaultPlan, RecordedRequest, RetryAfter, Simulator};
+use bcfy_sim::{Endpoint, Fault, FaultPlan, RetryAfter, Simulator};
 use secrecy::SecretString;
 
 use crate::bench::procstat;
-use crate::contract::{CheckOptions, Contract, Host, Observed};
+use crate::contract::{CheckOptions, Contract, from_sim};
 
 /// Options of one soak run.
 #[derive(Debug, Clone)]
@@ -170,70 +170,6 @@ struct Seen {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn epoch(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// The simulator's request log as the contract checker reads it. Retry-After is not in the
-/// log: every 429/503 of the soak carries a Retry-After of at least [`RETRY_AFTER_SECS`], so
-/// that is used. A request is a logged-out answer when it is the first one past its token's
-/// session expiry.
-fn observe(log: &[RecordedRequest]) -> Vec<Observed> {
-    // The log is appended as answers are composed; the checker wants arrival order.
-    let mut log: Vec<&RecordedRequest> = log.iter().collect();
-    log.sort_by_key(|r| r.time);
-    let t0 = log.first().map_or(0.0, |r| epoch(r.time));
-    let mut uses: HashMap<String, u64> = HashMap::new();
-    log.iter()
-        .map(|r| {
-            let host = match r.endpoint {
-                Endpoint::Audio => Host::Cdn,
-                Endpoint::Transcription => Host::Whisper,
-                _ => Host::Site,
-            };
-            let mut logged_out = false;
-            // A 429/503 fault answers before the session is looked at: it does not count.
-            if matches!(r.endpoint, Endpoint::LiveCalls | Endpoint::Archive)
-                && !matches!(r.status.as_u16(), 429 | 503)
-                && let Some(tok) = &r.cookie
-            {
-                let n = uses.entry(tok.clone()).or_insert(0);
-                *n += 1;
-                logged_out = *n == SESSION_EXPIRY + 1;
-            }
-            let start = epoch(r.time) - t0;
-            Observed {
-                host,
-                start,
-                end: start,
-                method: r.method.to_string(),
-                path: r.path.clone(),
-                query: r
-                    .query
-                    .as_deref()
-                    .map(|q| {
-                        url::form_urlencoded::parse(q.as_bytes())
-                            .into_owned()
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                form: r.form.clone(),
-                headers: r
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
-                    .collect(),
-                version: format!("{:?}", r.version),
-                status: r.status.as_u16(),
-                retry_after: matches!(r.status.as_u16(), 429 | 503)
-                    .then_some(RETRY_AFTER_SECS as f64),
-                logged_out_answer: logged_out,
-            }
-        })
-        .collect()
 }
 
 /// One assertion's outcome.
@@ -688,7 +624,10 @@ async fn soak(o: &SoakOptions, sink: &Sink, log_path: &PathBuf) -> Result<Vec<Ch
 
     // The contract on the simulator's request log.
     let contract = Contract::load()?;
-    let observed = observe(&requests);
+    // The log is appended as answers are composed; the checker wants arrival order.
+    let mut by_arrival = requests.clone();
+    by_arrival.sort_by_key(|r| r.time);
+    let observed = from_sim(&by_arrival);
     let violations = contract.check_requests(
         &observed,
         CheckOptions {
