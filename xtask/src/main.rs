@@ -273,8 +273,10 @@ fn workspace_packages() -> Result<Vec<release::Package>, String> {
 
 /// Installs a cargo tool at a pinned version unless that version is already there.
 fn ensure_tool(bin: &str, krate: &str, version: &str) -> Result<(), String> {
-    let have = Command::new(bin)
-        .arg("--version")
+    // Cargo subcommands answer `--version` when called through cargo (`cargo hack --version`).
+    let sub = bin.strip_prefix("cargo-").unwrap_or(bin);
+    let have = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([sub, "--version"])
         .output()
         .ok()
         .filter(|o| o.status.success())
