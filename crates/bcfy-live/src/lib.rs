@@ -20,5 +20,5 @@ mod producer;
 mod stats;
 
 pub use error::{LiveError, LiveErrorKind};
-pub use producer::{Clock, LiveCallProducer, ProducerHandle};
+pub use producer::{Clock, DEFAULT_MAX_ANSWER_BYTES, LiveCallProducer, ProducerHandle};
 pub use stats::ProducerStats;

@@ -147,10 +147,15 @@ pub struct LiveCallProducer {
     subscription: Subscription,
     config: LiveProducerConfig,
     clock: Clock,
+    max_answer_bytes: u64,
     stop: ProducerHandle,
     counters: Arc<Counters>,
     state: Mutex<State>,
 }
+
+/// The default cap on one live-calls answer: about 70,000 calls (an answer carries every call
+/// since the cursor, so it grows with the backlog of a client that fell behind).
+pub const DEFAULT_MAX_ANSWER_BYTES: u64 = 64 * 1024 * 1024;
 
 impl std::fmt::Debug for LiveCallProducer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -189,6 +194,8 @@ enum PollFailure {
     RateLimited { wait: Duration, detail: String },
     /// The session cannot be had, and retrying will not help.
     AuthFatal(AuthError),
+    /// The answer is over the cap: the backlog since the cursor cannot be read.
+    TooLarge(TransportError),
     /// Anything else: back off and retry within the budget.
     Retryable(Box<dyn std::error::Error + Send + Sync + 'static>),
 }
@@ -239,6 +246,7 @@ impl LiveCallProducer {
             referer,
             subscription,
             clock: Arc::new(SystemTime::now),
+            max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
             stop: ProducerHandle::default(),
             counters,
             state: Mutex::new(State {
@@ -249,6 +257,17 @@ impl LiveCallProducer {
             }),
             config,
         })
+    }
+
+    /// Caps one live-calls answer (default [`DEFAULT_MAX_ANSWER_BYTES`]). An answer over the
+    /// cap means the backlog since the cursor can no longer be read in one piece, and polling
+    /// the same cursor again would fail forever: the producer then starts a new session at
+    /// now − `history`, skipping the calls in between, and says so in an error event
+    /// (`live_producer.backlog_overflow`) and in `ProducerStats::backlog_skipped`.
+    #[must_use]
+    pub fn with_max_answer_bytes(mut self, max: u64) -> Self {
+        self.max_answer_bytes = max.max(1);
+        self
     }
 
     /// Seeds the jitter RNG (poll interval, backoff and `sessionKey`s), for reproducible
@@ -470,6 +489,34 @@ impl LiveCallProducer {
                             self.check_budget(failures, &detail)?;
                             self.retry_wait(failures, &detail, state)
                         }
+                        PollFailure::TooLarge(e) => {
+                            // Polling the same cursor again would fail the same way forever:
+                            // start over at now - history and say loudly what was skipped.
+                            let now = (self.clock)()
+                                .duration_since(UNIX_EPOCH)
+                                .unwrap_or_default()
+                                .as_secs_f64()
+                                .floor();
+                            let restart = now - self.config.history.as_secs_f64();
+                            let from = state.cursor.unwrap_or(restart);
+                            Counters::add(&self.counters.backlog_skipped, 1);
+                            tracing::error!(
+                                name: "live_producer.backlog_overflow",
+                                from_pos = from,
+                                to_pos = restart,
+                                skipped_secs = (restart - from).max(0.0),
+                                error = %e,
+                                "live answer over the size cap: calls between the cursor and now - history are skipped"
+                            );
+                            if restart > from {
+                                state.cursor = Some(restart);
+                                self.counters.set_cursor(restart);
+                            }
+                            state.resumed = false;
+                            session = Self::new_session(&mut state.rng);
+                            failures += 1;
+                            self.retry_wait(failures, &e.to_string(), state)
+                        }
                         PollFailure::Retryable(e) => {
                             failures += 1;
                             let detail = e.to_string();
@@ -603,7 +650,7 @@ impl LiveCallProducer {
                     detail: format!("HTTP {status}"),
                 });
             }
-            let body = match response.bytes().await {
+            let body = match response.bytes_limited(self.max_answer_bytes).await {
                 Ok(b) => b,
                 Err(e) => return Err(transport_failure(e)),
             };
@@ -769,6 +816,7 @@ fn transport_failure(e: TransportError) -> PollFailure {
             wait,
             detail: e.to_string(),
         },
+        (TransportErrorKind::TooLarge, _) => PollFailure::TooLarge(e),
         _ => PollFailure::Retryable(Box::new(e)),
     }
 }

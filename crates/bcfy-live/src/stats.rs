@@ -19,7 +19,9 @@ pub struct ProducerStats {
     pub duplicates: u64,
     /// Entries of an answer that failed validation (hostile or malformed); logged and skipped.
     pub rejected: u64,
-    /// Calls of the first (`doInit`) answer left out by `max_init_backlog`.
+    /// Calls of the first (`doInit`) answer left out by `max_init_backlog`, plus one for each
+    /// live answer over the size cap (the backlog between the cursor and now − `history` was
+    /// skipped: see `LiveCallProducer::with_max_answer_bytes`).
     pub backlog_skipped: u64,
     /// Failed polls that were retried after a backoff.
     pub retries: u64,

@@ -278,6 +278,60 @@ async fn a_failed_init_poll_is_retried_in_a_new_session_and_later_failures_keep_
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_answer_over_the_cap_restarts_at_now_minus_history_instead_of_wedging() {
+    let mock = MockTransport::new();
+    let site = Url::parse(SITE).unwrap();
+    let auth = Arc::new(AuthManager::new(
+        mock.shared(),
+        site.clone(),
+        CredentialSource::Token(SessionToken::new("tok-1")),
+    ));
+    let now = START as u64 + 86_400;
+    let clock: bcfy_live::Clock =
+        Arc::new(move || std::time::UNIX_EPOCH + Duration::from_secs(now));
+    let producer = Arc::new(
+        LiveCallProducer::new(
+            mock.shared(),
+            auth,
+            site,
+            Subscription::talkgroups([group("4290-512")]).unwrap(),
+            config(),
+        )
+        .unwrap()
+        .with_rng_seed(7)
+        .with_clock(clock)
+        .with_max_answer_bytes(4096),
+    );
+    // A day of backlog since the cursor: the answer is over the cap.
+    let t = START as i64;
+    let huge: Vec<Value> = (0..200)
+        .map(|i| call(t + i, 4290, 512, t + i - 5))
+        .collect();
+    r#use(&mock, answer(&huge));
+    r#use(
+        &mock,
+        answer(&[call(now as i64 - 10, 4290, 512, now as i64 - 15)]),
+    );
+    r#use(&mock, answer(&[]));
+    let (mut rx, task) = spawn(&producer, 16);
+    let got = rx.recv().await.unwrap();
+    assert_eq!(got.call.ts, now as i64 - 10);
+    let reqs = polls(&mock, 2).await;
+    assert_eq!(field(&reqs[0], "pos"), t.to_string());
+    // The retry starts over at now - history (300 s) in a new session.
+    assert_eq!(field(&reqs[1], "pos"), (now - 300).to_string());
+    assert_eq!(field(&reqs[1], "doInit"), "1");
+    assert_ne!(field(&reqs[0], "sessionKey"), field(&reqs[1], "sessionKey"));
+    producer.stop();
+    task.await.unwrap().unwrap();
+    assert_eq!(producer.stats().backlog_skipped, 1);
+}
+
+fn r#use(mock: &MockTransport, response: MockResponse) {
+    mock.on(Method::POST, LIVE, response);
+}
+
+#[tokio::test(start_paused = true)]
 async fn same_second_call_after_a_poll_is_not_lost_and_repeats_are_dropped() {
     let r = rig(config());
     let t = START as i64 + 60;
