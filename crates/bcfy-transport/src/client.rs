@@ -139,8 +139,13 @@ impl HttpTransport {
         let inner = &*self.inner;
         let class = req.request_class();
         let timeout = req.timeout_override().unwrap_or(inner.request_timeout);
-        // 1. template + cookie: the only place they are applied.
-        let http_req = inner.template.apply(req, &inner.session)?;
+        // 1. An invalid request fails before it waits for anything.
+        if let Some(reason) = req.invalid_reason() {
+            return Err(TransportError::new(
+                TransportErrorKind::InvalidRequest,
+                reason,
+            ));
+        }
         // 2. Retry-After gate.
         inner.gate.wait().await;
         // 3. rate budget.
@@ -157,7 +162,11 @@ impl HttpTransport {
         })?;
         // The gate may have closed while this request queued for the budget or a permit.
         inner.gate.wait().await;
-        // 5. the network stack, until the response headers.
+        // 5. template + cookie, the only place they are applied: last, so a request that
+        // waited (gate, budget, permit) carries the session current when it leaves, not a
+        // token that a logged-out answer ended meanwhile.
+        let http_req = inner.template.apply(req, &inner.session)?;
+        // 6. the network stack, until the response headers.
         let http_req = http_req.map(Full::new);
         let resp = tokio::time::timeout(timeout, inner.service.clone().oneshot(http_req))
             .await

@@ -283,3 +283,34 @@ async fn a_429_without_retry_after_uses_the_default_and_huge_values_are_capped()
 fn the_default_cap_is_ten_minutes() {
     assert_eq!(bcfy_transport::MAX_RETRY_AFTER, Duration::from_mins(10));
 }
+
+#[tokio::test]
+async fn a_request_held_at_the_gate_leaves_with_the_session_current_at_departure() {
+    // A token that ends while a request waits at the gate (a logged-out answer, a re-login)
+    // must not go out with that request: the cookie is applied after every wait.
+    let server = start(Mode::Plain, |_seen| async move { ok("ok") }).await;
+    let transport = server.client(config());
+    transport
+        .session()
+        .set(Some(bcfy_transport::SessionToken::new("old-token")));
+    transport.gate().close_for(Duration::from_millis(300));
+    let waiting = tokio::spawn({
+        let t = transport.clone();
+        let url = server.url("/held");
+        async move { t.send(Request::get(url)).await }
+    });
+    // Let the request reach the gate (this test runs on one thread), then replace the
+    // session while it is held there.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!waiting.is_finished());
+    transport
+        .session()
+        .set(Some(bcfy_transport::SessionToken::new("new-token")));
+    let response = waiting.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = server.stats.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header("cookie"), Some("bcfyuser1=new-token"));
+}
