@@ -172,8 +172,10 @@ impl Observed {
 }
 
 /// How long after a gating answer (a Retry-After, a logged-out answer) a request may still
-/// arrive without the client having seen that answer, in seconds.
-const RETRY_AFTER_GRACE: f64 = 0.05;
+/// arrive without the client having seen that answer, in seconds: it may have been dispatched
+/// before (the soak saw audio requests that had passed the gate reach the server 0.4–0.7 s
+/// later, after waiting for a pooled connection).
+const RETRY_AFTER_GRACE: f64 = 1.0;
 
 /// A broken rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1007,9 +1009,10 @@ mod tests {
     fn ignoring_retry_after_fails() {
         let mut log = good_session();
         log[3].status = 429;
-        log[3].retry_after = Some(2.0);
+        log[3].retry_after = Some(3.0);
+        log[4].start = 7.0;
         let v = contract().check_requests(&log, OPTS);
-        // The archive request 0.5 s later came too early; the poll 5 s later is fine.
+        // The archive request 1.5 s later came too early; the poll 5 s later is fine.
         assert_eq!(rules(&v), ["retry-after"], "{v:#?}");
         assert!(v[0].subject.contains("#4"), "{v:#?}");
     }
