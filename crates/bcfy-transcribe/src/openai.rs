@@ -785,10 +785,11 @@ fn map_openai_error(error: OpenAIError) -> TranscriptionError {
         },
         OpenAIError::Reqwest(error) => {
             let error = error.without_url();
+            // reqwest's `is_decode` also covers a body cut short by a reset: a transient
+            // network failure worth a retry. Answers that arrive whole but cannot be read come
+            // through `JSONDeserialize` / `NotJson` and stay `InvalidResponse`.
             let kind = if error.is_builder() {
                 TranscriptionErrorKind::Config
-            } else if error.is_decode() {
-                TranscriptionErrorKind::InvalidResponse
             } else {
                 TranscriptionErrorKind::Network
             };

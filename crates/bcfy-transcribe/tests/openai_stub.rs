@@ -290,3 +290,38 @@ async fn slow_provider_times_out_as_a_retryable_network_error() {
     assert!(error.message().contains("timed out"), "{error}");
     assert_eq!(error.retry_hint(), RetryHint::Backoff);
 }
+
+#[tokio::test]
+async fn a_body_cut_short_is_a_retryable_network_error() {
+    // A server that promises 200 bytes of JSON, sends a few, and resets: a transient network
+    // failure (retried by the pipeline), not an unreadable answer.
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        // Read the request head and some of the upload, then answer and cut the body.
+        let _ = socket.read(&mut buf).await;
+        let _ = socket
+            .write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 200\r\n\r\n{\"text\": \"Eng",
+            )
+            .await;
+        let _ = socket.flush().await;
+        drop(socket);
+    });
+    let config = bcfy_proto::TranscriptionConfig {
+        enabled: true,
+        endpoint_url: Some(format!("http://{addr}/v1").parse().unwrap()),
+        api_key: Some(secrecy::SecretString::from(KEY.to_owned())),
+        ..bcfy_proto::TranscriptionConfig::default()
+    };
+    let whisper = OpenAiTranscriber::new(&config).unwrap();
+    let error = whisper
+        .transcribe(request(1, "AAC bytes"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), TranscriptionErrorKind::Network, "{error}");
+    assert_eq!(error.retry_hint(), RetryHint::Backoff, "{error}");
+}
