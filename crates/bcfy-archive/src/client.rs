@@ -1,5 +1,6 @@
 //! The archive client: cache first, one request per block in flight, revalidation, re-login.
 
+use bcfy_proto::base_dir as site_dir;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -636,18 +637,6 @@ fn validator(headers: &HeaderMap, name: &http::HeaderName) -> Option<String> {
 fn unix_secs(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// `site` with its path treated as a directory.
-fn site_dir(site: &Url) -> Url {
-    let mut base = site.clone();
-    if !base.path().ends_with('/') {
-        let path = format!("{}/", base.path());
-        base.set_path(&path);
-    }
-    base.set_query(None);
-    base.set_fragment(None);
-    base
 }
 
 fn archive_url(site: &Url, group: GroupId, block: TimeBlock) -> Url {

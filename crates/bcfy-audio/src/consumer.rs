@@ -187,14 +187,7 @@ impl AudioConsumer {
     /// Sends `Referer: {site}/calls/` (the page that plays calls on that site).
     #[must_use]
     pub fn with_site(mut self, site: &Url) -> Self {
-        let mut base = site.clone();
-        if !base.path().ends_with('/') {
-            let path = format!("{}/", base.path());
-            base.set_path(&path);
-        }
-        base.set_query(None);
-        base.set_fragment(None);
-        self.referer = format!("{base}calls/");
+        self.referer = format!("{}calls/", bcfy_proto::base_dir(site));
         self
     }
 

@@ -134,12 +134,7 @@ pub fn is_logged_out(status: StatusCode, headers: &HeaderMap) -> bool {
 
 /// `site` joined with `rel`, treating `site`'s path as a directory.
 pub(crate) fn endpoint(site: &Url, rel: &str) -> Result<Url, AuthError> {
-    let mut base = site.clone();
-    if !base.path().ends_with('/') {
-        let path = format!("{}/", base.path());
-        base.set_path(&path);
-    }
-    base.join(rel).map_err(|_| {
+    bcfy_proto::base_dir(site).join(rel).map_err(|_| {
         AuthError::new(
             AuthErrorKind::Transport,
             "the site URL cannot be a base for the login and logout paths",

@@ -1,5 +1,6 @@
 //! The poll loop.
 
+use bcfy_proto::base_dir as site_base;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -819,18 +820,6 @@ fn transport_failure(e: TransportError) -> PollFailure {
         (TransportErrorKind::TooLarge, _) => PollFailure::TooLarge(e),
         _ => PollFailure::Retryable(Box::new(e)),
     }
-}
-
-/// The site URL with a trailing slash, so relative joins append rather than replace.
-fn site_base(site: &Url) -> Url {
-    let mut base = site.clone();
-    if !base.path().ends_with('/') {
-        let path = format!("{}/", base.path());
-        base.set_path(&path);
-    }
-    base.set_query(None);
-    base.set_fragment(None);
-    base
 }
 
 #[cfg(test)]

@@ -494,6 +494,26 @@ impl Endpoints {
     }
 }
 
+/// `base` with its path treated as a directory (a trailing `/`, no query or fragment), so
+/// `Url::join` appends to it rather than replacing its last segment: the one way every crate
+/// turns a configured site URL (which may carry a path prefix) into a base.
+///
+/// ```
+/// let site = url::Url::parse("http://h/prefix").unwrap();
+/// let base = bcfy_proto::base_dir(&site);
+/// assert_eq!(base.join("calls/").unwrap().as_str(), "http://h/prefix/calls/");
+/// ```
+pub fn base_dir(base: &Url) -> Url {
+    let mut dir = base.clone();
+    if !dir.path().ends_with('/') {
+        let path = format!("{}/", dir.path());
+        dir.set_path(&path);
+    }
+    dir.set_query(None);
+    dir.set_fragment(None);
+    dir
+}
+
 /// The archive cache.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

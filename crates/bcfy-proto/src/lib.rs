@@ -42,7 +42,7 @@ pub use call::{AudioUrlError, Call, CallError, CallErrorKind};
 pub use config::{
     AudioConfig, CacheConfig, ConfigError, DEFAULT_ACCEPT, DEFAULT_CALLS_CDN, DEFAULT_SITE,
     DEFAULT_USER_AGENT, Endpoints, LiveProducerConfig, TranscriptionConfig, TransportConfig,
-    WhisperProvider,
+    WhisperProvider, base_dir,
 };
 pub use error::{ErrorCategory, RetryHint};
 pub use events::{
