@@ -112,6 +112,11 @@ async fn every_served_call_arrives_exactly_once_per_topic_in_stage_order() {
     assert_eq!(report.counts.live, TOTAL as u64);
     assert_eq!(report.counts.audio, TOTAL as u64);
     assert_eq!(report.counts.transcripts, TOTAL as u64);
+    let audio = client
+        .stats()
+        .audio
+        .expect("the audio stage reports its stats");
+    assert_eq!(audio.downloaded, TOTAL as u64);
     assert_eq!(
         report.counts.audio_failed + report.counts.transcription_failed,
         0

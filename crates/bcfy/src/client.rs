@@ -833,6 +833,7 @@ fn spawn_pipeline(
         .map_err(Error::from)?
         .with_site(&config.endpoints.site),
     );
+    lock(&inner.stages).audio = Some(consumer.clone());
     stage_tasks.push(spawn_stage(
         "audio consumer",
         counters.clone(),
