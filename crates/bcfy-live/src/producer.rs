@@ -671,7 +671,8 @@ impl LiveCallProducer {
                     snippet: snippet(&body, SNIPPET_MAX),
                 })));
             }
-            match LiveCallsResponse::from_slice(&body) {
+            // Calls already delivered (the cursor overlaps the last poll) are only counted.
+            match LiveCallsResponse::from_slice_skipping(&body, |id| state.recent.contains(id)) {
                 Ok(answer) => {
                     Counters::add(&self.counters.successful_polls, 1);
                     tracing::Span::current().record("calls", answer.calls.len());
@@ -701,8 +702,10 @@ impl LiveCallProducer {
         state: &mut State,
     ) -> Result<bool, LiveError> {
         let LiveCallsResponse {
-            mut calls,
+            calls,
+            raw_calls,
             rejected,
+            skipped,
             server_time,
             last_pos,
             ..
@@ -719,7 +722,8 @@ impl LiveCallProducer {
         }
         Counters::add(&self.counters.rejected, rejected.len() as u64);
 
-        calls.sort_by_key(|c| c.ts);
+        let mut calls: Vec<_> = calls.into_iter().zip(raw_calls).collect();
+        calls.sort_by_key(|(c, _)| c.ts);
         if capped && calls.len() > self.config.max_init_backlog {
             let skip = calls.len() - self.config.max_init_backlog;
             calls.drain(..skip);
@@ -729,10 +733,10 @@ impl LiveCallProducer {
 
         let mut permit = Some(permit);
         let mut dispatched: u64 = 0;
-        let mut duplicates: u64 = 0;
+        let mut duplicates = skipped as u64;
         let mut cursor = state.cursor.unwrap_or_default();
         let mut completed = true;
-        for call in calls {
+        for (call, raw) in calls {
             let id = call.call_id();
             if state.recent.contains(&id) {
                 duplicates += 1;
@@ -754,7 +758,7 @@ impl LiveCallProducer {
                 None => call.ts,
             };
             cursor = cursor.max(ts as f64);
-            let envelope = self.envelope(call, cursor);
+            let envelope = self.envelope(call, raw, cursor);
             slot.send(envelope);
             state.recent.insert(id);
             dispatched += 1;
@@ -788,11 +792,12 @@ impl LiveCallProducer {
         Ok(completed)
     }
 
-    fn envelope(&self, call: Call, cursor: f64) -> LiveCallEnvelope {
-        let raw_payload = match call.to_value() {
-            serde_json::Value::Object(map) => Arc::new(map),
-            _ => Arc::new(serde_json::Map::new()),
-        };
+    fn envelope(
+        &self,
+        call: Call,
+        raw_payload: bcfy_proto::RawCall,
+        cursor: f64,
+    ) -> LiveCallEnvelope {
         let shard_key = call.shard_key();
         LiveCallEnvelope {
             call: Arc::new(call),

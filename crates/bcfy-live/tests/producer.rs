@@ -350,6 +350,15 @@ async fn same_second_call_after_a_poll_is_not_lost_and_repeats_are_dropped() {
     let b = rx.recv().await.unwrap();
     assert_eq!(a.call.filename, format!("{}-512", t - 10));
     assert_eq!(b.call.filename, format!("{}-512", t - 5));
+    // Each envelope carries its entry exactly as served.
+    assert_eq!(
+        Value::Object(a.raw_payload.to_map()),
+        call(t, 4290, 512, t - 10)
+    );
+    assert_eq!(
+        Value::Object(b.raw_payload.to_map()),
+        call(t, 4290, 512, t - 5)
+    );
     let reqs = polls(&r.mock, 3).await;
     assert_eq!(field(&reqs[1], "pos"), t.to_string());
     r.producer.stop();

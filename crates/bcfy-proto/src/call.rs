@@ -239,6 +239,328 @@ fn is_safe_enc(s: &str) -> bool {
     !s.is_empty() && s.len() <= MAX_ENC && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
+/// An entry's keys and values in document order, keys borrowed from the text when they can be.
+struct Fields<'a>(Vec<(std::borrow::Cow<'a, str>, Value)>);
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Key;
+        impl<'de> serde::de::DeserializeSeed<'de> for Key {
+            type Value = std::borrow::Cow<'de, str>;
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_str(self)
+            }
+        }
+        impl<'de> serde::de::Visitor<'de> for Key {
+            type Value = std::borrow::Cow<'de, str>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(std::borrow::Cow::Borrowed(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(std::borrow::Cow::Owned(v.to_owned()))
+            }
+        }
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a call object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(32));
+                while let Some(key) = map.next_key_seed(Key)? {
+                    fields.push((key, map.next_value::<Value>()?));
+                }
+                Ok(Fields(fields))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Reads a call one key at a time (in key order, each key once): the one place that knows
+/// what every key means, for [`Call::from_map`] and [`Call::from_json`].
+struct CallBuilder {
+    call: Call,
+    extra: Map<String, Value>,
+    ts: Option<i64>,
+    node: Option<NodeId>,
+    filename: Option<String>,
+    /// `call-ttl` when present and readable (an unreadable one goes to `extra`).
+    ttl_hyphen: Option<i64>,
+    ttl_underscore: Option<Value>,
+}
+
+impl Default for CallBuilder {
+    fn default() -> Self {
+        Self {
+            call: Call::new(0, NodeId::new(0), String::new()),
+            extra: Map::new(),
+            ts: None,
+            node: None,
+            filename: None,
+            ttl_hyphen: None,
+            ttl_underscore: None,
+        }
+    }
+}
+
+/// A string value, moved out; numbers as their text.
+fn take_string(v: Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+impl CallBuilder {
+    fn field(&mut self, key: &str, v: Value) -> Result<(), CallError> {
+        if v.is_null() {
+            return Ok(());
+        }
+        let call = &mut self.call;
+        let extra = &mut self.extra;
+        // A known key whose value cannot be read is kept verbatim in `extra`.
+        macro_rules! opt {
+            ($field:ident, $read:expr) => {{
+                match $read(&v) {
+                    Some(x) => call.$field = Some(x),
+                    None => {
+                        extra.insert(key.to_owned(), v);
+                    }
+                }
+            }};
+        }
+        macro_rules! opt_string {
+            ($field:ident) => {{
+                if matches!(v, Value::String(_) | Value::Number(_)) {
+                    call.$field = take_string(v);
+                } else {
+                    extra.insert(key.to_owned(), v);
+                }
+            }};
+        }
+        match key {
+            "ts" => {
+                let t = read_i64(&v).ok_or(CallError::InvalidField {
+                    field: "ts",
+                    reason: "not an integer",
+                })?;
+                if t < 0 {
+                    return Err(CallError::OutOfRange {
+                        field: "ts".into(),
+                        value: t.to_string(),
+                    });
+                }
+                self.ts = Some(t);
+            }
+            "systemId" => self.node = Some(read_node(&v)?),
+            "filename" => {
+                let f = read_string(&v).ok_or(CallError::InvalidField {
+                    field: "filename",
+                    reason: "not a string",
+                })?;
+                if !is_safe_part(&f, MAX_FILENAME) {
+                    return Err(CallError::unsafe_part("filename", &v));
+                }
+                self.filename = Some(f);
+            }
+            "hash" => {
+                let h = read_string(&v).ok_or(CallError::InvalidField {
+                    field: "hash",
+                    reason: "not a string",
+                })?;
+                if !h.is_empty() {
+                    if !is_safe_part(&h, MAX_HASH) {
+                        return Err(CallError::unsafe_part("hash", &v));
+                    }
+                    call.hash = Some(h);
+                }
+            }
+            "enc" => {
+                let e = read_string(&v).ok_or(CallError::InvalidField {
+                    field: "enc",
+                    reason: "not a string",
+                })?;
+                if !e.is_empty() {
+                    if !is_safe_enc(&e) {
+                        return Err(CallError::unsafe_part("enc", &v));
+                    }
+                    call.enc = Some(e);
+                }
+            }
+            "id" => opt_string!(group_key),
+            "sid" => opt!(sid, |v| read_u64(v).map(SystemId::new)),
+            "siteId" => opt!(site_id, read_u64),
+            "tgId" => opt!(tg_id, read_u64),
+            "tgCid" => opt!(tg_cid, read_u64),
+            "call_tg" => opt!(talkgroup, |v| read_u64(v).map(TalkgroupId::new)),
+            "call_type" => opt!(call_type, read_u32),
+            "call_src" => opt!(src, read_i64),
+            "call_src_key" => opt_string!(src_key),
+            "call_freq" => opt!(freq_mhz, read_f64),
+            "call_duration" => opt!(duration_secs, read_f64),
+            "call_timediff" => opt!(time_diff, read_f64),
+            "call-ttl" => {
+                self.ttl_hyphen = read_i64(&v);
+                if self.ttl_hyphen.is_none() {
+                    extra.insert(key.to_owned(), v);
+                }
+            }
+            "call_ttl" => self.ttl_underscore = Some(v),
+            "meta_starttime" => opt!(start_time, read_i64),
+            "meta_stoptime" => opt!(stop_time, read_i64),
+            "descr" => opt_string!(descr),
+            "display" => opt_string!(display),
+            "grouping" => opt_string!(grouping),
+            "tag" => opt!(tag, read_u32),
+            "metadata" => call.metadata = Some(v),
+            "score" => opt!(score, read_i64),
+            "fid" => opt!(fid, read_u64),
+            "transcription" => opt_string!(transcription),
+            _ => {
+                extra.insert(key.to_owned(), v);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Call, CallError> {
+        let Self {
+            mut call,
+            mut extra,
+            ts,
+            node,
+            filename,
+            ttl_hyphen,
+            ttl_underscore,
+        } = self;
+        // `call-ttl` is what the service sends; `call_ttl` is read when it is absent or
+        // unreadable, and otherwise kept in `extra`.
+        call.ttl = ttl_hyphen;
+        if let Some(v) = ttl_underscore {
+            match (call.ttl, read_i64(&v)) {
+                (None, Some(t)) => call.ttl = Some(t),
+                _ => {
+                    extra.insert("call_ttl".to_owned(), v);
+                }
+            }
+        }
+        call.ts = ts.ok_or(CallError::MissingField("ts"))?;
+        call.node = node.ok_or(CallError::MissingField("systemId"))?;
+        call.filename = filename.ok_or(CallError::MissingField("filename"))?;
+        call.extra = Arc::new(extra);
+        Ok(call)
+    }
+}
+
+/// A call entry as the service sent it: its JSON text, kept unparsed (one allocation; clones
+/// share it). [`RawCall::to_map`] parses it when wanted.
+///
+/// ```
+/// use bcfy_proto::{Call, RawCall};
+/// let v = serde_json::json!({"ts": 1, "systemId": 7, "filename": "1-512", "x": [1]});
+/// let raw = RawCall::from_map(v.as_object().unwrap());
+/// assert_eq!(raw.to_map()["x"], serde_json::json!([1]));
+/// assert_eq!(Call::from_json(raw.as_str()), Some(Call::from_value(&v)));
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RawCall(Arc<str>);
+
+impl RawCall {
+    /// Keeps an entry's text that is known to be a JSON object holding only representable
+    /// values (one [`Call::from_json`] read).
+    pub(crate) fn from_valid(text: &str) -> Self {
+        Self(text.into())
+    }
+
+    /// The JSON text of `map`.
+    pub fn from_map(map: &Map<String, Value>) -> Self {
+        // A `Map` of `Value`s always serializes.
+        Self(
+            serde_json::to_string(map)
+                .unwrap_or_else(|_| "{}".to_owned())
+                .into(),
+        )
+    }
+
+    /// The entry's JSON text, as sent.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The entry as a map.
+    pub fn to_map(&self) -> Map<String, Value> {
+        // Both constructors hold a valid, representable JSON object.
+        serde_json::from_str(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for RawCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RawCall").field(&self.as_str()).finish()
+    }
+}
+
+/// The identity parts of a call entry, read without building the entry: what a live poll
+/// needs to drop a call it already has (the cursor's one-second overlap returns every call
+/// two or three times) before paying for the full parse.
+#[derive(Deserialize)]
+struct EntryIdentity<'a> {
+    #[serde(rename = "systemId", default, deserialize_with = "identity_node")]
+    node: Option<u64>,
+    // Borrowed: a value with escapes fails here and the entry takes the full path.
+    #[serde(default)]
+    filename: Option<&'a str>,
+    #[serde(default)]
+    hash: Option<&'a str>,
+}
+
+/// `systemId` as [`read_node`] reads it, `None` for anything it would not accept.
+fn identity_node<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = Option<u64>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a node id")
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            let t = v.trim();
+            Ok(if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+                t.parse().ok()
+            } else {
+                None
+            })
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// The [`CallId`] a call entry's full parse would give, when it can be read cheaply and its
+/// parts are valid; `None` means "parse it fully to know" (never a different id).
+pub(crate) fn entry_call_id(entry: &str) -> Option<CallId> {
+    let ident: EntryIdentity<'_> = serde_json::from_str(entry).ok()?;
+    let filename = ident.filename.filter(|f| is_safe_part(f, MAX_FILENAME))?;
+    let hash = match ident.hash {
+        Some(h) if !h.is_empty() && !is_safe_part(h, MAX_HASH) => return None,
+        h => h,
+    };
+    Some(CallId::new(NodeId::new(ident.node?), filename, hash))
+}
+
 /// One call, as the live-calls and archive APIs send it (see `BROADCASTIFY.md`).
 ///
 /// Only the identity parts are required: `ts`, `node` (`systemId`) and `filename`. Every other
@@ -377,128 +699,46 @@ impl Call {
 
     /// Like [`Call::from_value`], on an object.
     pub fn from_map(map: &Map<String, Value>) -> Result<Self, CallError> {
-        let mut extra = Map::new();
-        let mut ts = None;
-        let mut node = None;
-        let mut filename = None;
-        let mut call = Self::new(0, NodeId::new(0), String::new());
-        let mut ttl_hyphen: Option<Option<i64>> = None;
-        let mut ttl_underscore: Option<&Value> = None;
-
+        let mut b = CallBuilder::default();
         for (key, v) in map {
-            if v.is_null() {
+            b.field(key, v.clone())?;
+        }
+        b.finish()
+    }
+
+    /// Like [`Call::from_value`], straight from an entry's JSON text, without building the
+    /// entry as a `Value` first (only `metadata` and unknown keys become `Value`s): what a
+    /// live poll uses for every new call. Gives exactly what `from_value` gives on the parsed
+    /// text, duplicate keys included (the last one counts).
+    ///
+    /// `None` when the text is not a JSON object this reader takes (not an object, invalid,
+    /// or holding a number beyond `f64`): parse it as a `Value` to learn why.
+    ///
+    /// ```
+    /// use bcfy_proto::Call;
+    /// let text = r#"{"ts": 1758428382, "systemId": "2893", "filename": "1758428366-512", "ts": 5}"#;
+    /// let call = Call::from_json(text).unwrap().unwrap();
+    /// assert_eq!((call.ts, call.node.get()), (5, 2893));
+    /// assert_eq!(Some(Ok(call)), Some(Call::from_value(&serde_json::from_str(text).unwrap())));
+    /// assert!(Call::from_json("[1]").is_none());
+    /// ```
+    pub fn from_json(text: &str) -> Option<Result<Self, CallError>> {
+        let Fields(mut fields) = serde_json::from_str(text).ok()?;
+        // A `Map` holds the last of duplicate keys, in key order, and `from_map` stops at the
+        // first bad field in that order: the same here. The sort is stable, so the last of
+        // each run of equal keys is the last sent.
+        fields.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut b = CallBuilder::default();
+        let mut it = fields.into_iter().peekable();
+        while let Some((key, v)) = it.next() {
+            if it.peek().is_some_and(|(next, _)| *next == key) {
                 continue;
             }
-            // A known key whose value cannot be read is kept verbatim in `extra`.
-            macro_rules! opt {
-                ($field:ident, $read:expr) => {{
-                    match $read(v) {
-                        Some(x) => call.$field = Some(x),
-                        None => {
-                            extra.insert(key.clone(), v.clone());
-                        }
-                    }
-                }};
-            }
-            match key.as_str() {
-                "ts" => {
-                    let t = read_i64(v).ok_or(CallError::InvalidField {
-                        field: "ts",
-                        reason: "not an integer",
-                    })?;
-                    if t < 0 {
-                        return Err(CallError::OutOfRange {
-                            field: "ts".into(),
-                            value: t.to_string(),
-                        });
-                    }
-                    ts = Some(t);
-                }
-                "systemId" => node = Some(read_node(v)?),
-                "filename" => {
-                    let f = read_string(v).ok_or(CallError::InvalidField {
-                        field: "filename",
-                        reason: "not a string",
-                    })?;
-                    if !is_safe_part(&f, MAX_FILENAME) {
-                        return Err(CallError::unsafe_part("filename", v));
-                    }
-                    filename = Some(f);
-                }
-                "hash" => {
-                    let h = read_string(v).ok_or(CallError::InvalidField {
-                        field: "hash",
-                        reason: "not a string",
-                    })?;
-                    if !h.is_empty() {
-                        if !is_safe_part(&h, MAX_HASH) {
-                            return Err(CallError::unsafe_part("hash", v));
-                        }
-                        call.hash = Some(h);
-                    }
-                }
-                "enc" => {
-                    let e = read_string(v).ok_or(CallError::InvalidField {
-                        field: "enc",
-                        reason: "not a string",
-                    })?;
-                    if !e.is_empty() {
-                        if !is_safe_enc(&e) {
-                            return Err(CallError::unsafe_part("enc", v));
-                        }
-                        call.enc = Some(e);
-                    }
-                }
-                "id" => opt!(group_key, read_string),
-                "sid" => opt!(sid, |v| read_u64(v).map(SystemId::new)),
-                "siteId" => opt!(site_id, read_u64),
-                "tgId" => opt!(tg_id, read_u64),
-                "tgCid" => opt!(tg_cid, read_u64),
-                "call_tg" => opt!(talkgroup, |v| read_u64(v).map(TalkgroupId::new)),
-                "call_type" => opt!(call_type, read_u32),
-                "call_src" => opt!(src, read_i64),
-                "call_src_key" => opt!(src_key, read_string),
-                "call_freq" => opt!(freq_mhz, read_f64),
-                "call_duration" => opt!(duration_secs, read_f64),
-                "call_timediff" => opt!(time_diff, read_f64),
-                "call-ttl" => {
-                    ttl_hyphen = Some(read_i64(v));
-                    if ttl_hyphen == Some(None) {
-                        extra.insert(key.clone(), v.clone());
-                    }
-                }
-                "call_ttl" => ttl_underscore = Some(v),
-                "meta_starttime" => opt!(start_time, read_i64),
-                "meta_stoptime" => opt!(stop_time, read_i64),
-                "descr" => opt!(descr, read_string),
-                "display" => opt!(display, read_string),
-                "grouping" => opt!(grouping, read_string),
-                "tag" => opt!(tag, read_u32),
-                "metadata" => call.metadata = Some(v.clone()),
-                "score" => opt!(score, read_i64),
-                "fid" => opt!(fid, read_u64),
-                "transcription" => opt!(transcription, read_string),
-                _ => {
-                    extra.insert(key.clone(), v.clone());
-                }
+            if let Err(e) = b.field(&key, v) {
+                return Some(Err(e));
             }
         }
-        // `call-ttl` is what the service sends; `call_ttl` is read when it is absent or
-        // unreadable, and otherwise kept in `extra`.
-        call.ttl = ttl_hyphen.flatten();
-        if let Some(v) = ttl_underscore {
-            match (call.ttl, read_i64(v)) {
-                (None, Some(t)) => call.ttl = Some(t),
-                _ => {
-                    extra.insert("call_ttl".to_owned(), v.clone());
-                }
-            }
-        }
-        call.ts = ts.ok_or(CallError::MissingField("ts"))?;
-        call.node = node.ok_or(CallError::MissingField("systemId"))?;
-        call.filename = filename.ok_or(CallError::MissingField("filename"))?;
-        call.extra = Arc::new(extra);
-        Ok(call)
+        Some(b.finish())
     }
 
     /// The call's identity: `{node}-{filename}` or `{node}-{filename}-{hash}`.

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use crate::call::Call;
+use crate::call::{Call, RawCall};
 use crate::ids::{CallId, SystemId, TalkgroupId};
 
 /// One live call as the producer hands it on (`calls.live`, `calls.live.{sys}.{tg}`).
@@ -21,23 +21,23 @@ pub struct LiveCallEnvelope {
     pub received_at: SystemTime,
     /// `(sid, tg)` of the shard topic, see [`Call::shard_key`].
     pub shard_key: (SystemId, TalkgroupId),
-    /// The call's entry as sent.
-    pub raw_payload: Arc<Map<String, Value>>,
+    /// The call's entry as sent (its JSON text; [`RawCall::to_map`] parses it).
+    pub raw_payload: RawCall,
 }
 
 impl LiveCallEnvelope {
     /// An envelope for `call`, with its shard key and raw payload derived from it.
     pub fn new(call: Arc<Call>, cursor: Option<f64>, received_at: SystemTime) -> Self {
         let raw_payload = match call.to_value() {
-            Value::Object(m) => m,
-            _ => Map::new(),
+            Value::Object(m) => RawCall::from_map(&m),
+            _ => RawCall::from_map(&Map::new()),
         };
         Self {
             shard_key: call.shard_key(),
             call,
             cursor,
             received_at,
-            raw_payload: Arc::new(raw_payload),
+            raw_payload,
         }
     }
 

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::call::{Call, CallError};
+use crate::call::{Call, CallError, RawCall, entry_call_id};
 use crate::error::{ErrorCategory, RetryHint};
+use crate::ids::CallId;
 use crate::time::TimeWindow;
 
 /// Length cap of snippets kept in parse errors.
@@ -133,11 +134,11 @@ pub struct RejectedCall {
     pub raw: Value,
 }
 
-/// The top level of a response: every key as raw JSON, so one out-of-range number in one call
-/// does not fail the whole body.
-type RawTop = HashMap<String, Box<RawValue>>;
+/// The top level of a response: every key as raw JSON (borrowed from the body, not copied), so
+/// one out-of-range number in one call does not fail the whole body.
+type RawTop<'a> = HashMap<String, &'a RawValue>;
 
-fn parse_top(bytes: &[u8]) -> Result<RawTop, ParseError> {
+fn parse_top(bytes: &[u8]) -> Result<RawTop<'_>, ParseError> {
     // PHP pages sometimes emit a UTF-8 byte order mark, which JSON parsers refuse.
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
@@ -155,7 +156,7 @@ fn parse_top(bytes: &[u8]) -> Result<RawTop, ParseError> {
             },
         );
     }
-    serde_json::from_slice::<RawTop>(bytes).map_err(|e| ParseError::NotJson {
+    serde_json::from_slice::<RawTop<'_>>(bytes).map_err(|e| ParseError::NotJson {
         message: e.to_string(),
         snippet: crate::snippet(bytes, SNIPPET_MAX),
     })
@@ -166,20 +167,20 @@ fn raw_snippet(raw: &RawValue) -> String {
 }
 
 /// Reads a top-level value as a `Value`; `None` when absent, null, or beyond `f64`.
-fn top_value(top: &RawTop, key: &str) -> Option<Value> {
+fn top_value(top: &RawTop<'_>, key: &str) -> Option<Value> {
     top.get(key)
         .and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
         .filter(|v| !v.is_null())
 }
 
-fn top_i64(top: &RawTop, key: &str) -> Option<i64> {
+fn top_i64(top: &RawTop<'_>, key: &str) -> Option<i64> {
     top_f64(top, key).and_then(|f| {
         let f = f.floor();
         (f.abs() < 9.0e18).then_some(f as i64)
     })
 }
 
-fn top_f64(top: &RawTop, key: &str) -> Option<f64> {
+fn top_f64(top: &RawTop<'_>, key: &str) -> Option<f64> {
     match top_value(top, key)? {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.trim().parse::<f64>().ok(),
@@ -188,7 +189,7 @@ fn top_f64(top: &RawTop, key: &str) -> Option<f64> {
     .filter(|f| f.is_finite())
 }
 
-fn check_service_error(top: &RawTop) -> Result<(), ParseError> {
+fn check_service_error(top: &RawTop<'_>) -> Result<(), ParseError> {
     match top_value(top, "error") {
         // `"error": false` / `""` / `0` say "no error".
         None | Some(Value::Bool(false)) => Ok(()),
@@ -206,26 +207,59 @@ fn check_service_error(top: &RawTop) -> Result<(), ParseError> {
     }
 }
 
-/// Reads a `calls` array entry by entry. `Ok(None)` when `calls` is absent or null.
-/// The parsed entries, the rejected ones, and every entry as a `Value` (for `raw`).
-type ParsedCalls = (Vec<Call>, Vec<RejectedCall>, Vec<Value>);
-
-fn parse_calls(top: &RawTop) -> Result<Option<ParsedCalls>, ParseError> {
+/// The entries of the `calls` array, each as raw JSON; `Ok(None)` when `calls` is absent or
+/// null.
+fn call_entries<'a>(top: &RawTop<'a>) -> Result<Option<Vec<&'a RawValue>>, ParseError> {
     let Some(raw) = top.get("calls") else {
         return Ok(None);
     };
     if raw.get().trim() == "null" {
         return Ok(None);
     }
-    let entries: Vec<Box<RawValue>> =
-        serde_json::from_str(raw.get()).map_err(|_| ParseError::InvalidField {
+    serde_json::from_str(raw.get())
+        .map(Some)
+        .map_err(|_| ParseError::InvalidField {
             field: "calls",
             snippet: raw_snippet(raw),
-        })?;
+        })
+}
+
+/// An entry that is valid JSON only as text (a number beyond `f64`): why, and the text kept.
+fn unrepresentable(index: usize, entry: &RawValue, e: &serde_json::Error) -> RejectedCall {
+    RejectedCall {
+        index,
+        error: unrepresentable_entry(entry, e),
+        raw: Value::String(raw_snippet(entry)),
+    }
+}
+
+/// Why an entry that is not a readable JSON object was rejected, and what it was.
+fn reject_entry(index: usize, entry: &RawValue) -> RejectedCall {
+    match serde_json::from_str::<Value>(entry.get()) {
+        Ok(v) => RejectedCall {
+            index,
+            // Not an object (`from_value` says which type): an object would have been read.
+            error: Call::from_value(&v)
+                .err()
+                .unwrap_or(CallError::NotAnObject { found: "object" }),
+            raw: v,
+        },
+        Err(e) => unrepresentable(index, entry, &e),
+    }
+}
+
+/// Reads a `calls` array entry by entry. `Ok(None)` when `calls` is absent or null.
+/// The parsed entries, the rejected ones, and every entry as a `Value` (for `raw`).
+type ParsedCalls = (Vec<Call>, Vec<RejectedCall>, Vec<Value>);
+
+fn parse_calls(top: &RawTop<'_>) -> Result<Option<ParsedCalls>, ParseError> {
+    let Some(entries) = call_entries(top)? else {
+        return Ok(None);
+    };
     let mut calls = Vec::with_capacity(entries.len());
     let mut rejected = Vec::new();
     let mut values = Vec::with_capacity(entries.len());
-    for (index, entry) in entries.iter().enumerate() {
+    for (index, entry) in entries.into_iter().enumerate() {
         match serde_json::from_str::<Value>(entry.get()) {
             Ok(v) => {
                 match Call::from_value(&v) {
@@ -239,13 +273,9 @@ fn parse_calls(top: &RawTop) -> Result<Option<ParsedCalls>, ParseError> {
                 values.push(v);
             }
             Err(e) => {
-                let raw = Value::String(raw_snippet(entry));
-                rejected.push(RejectedCall {
-                    index,
-                    error: unrepresentable_entry(entry, &e),
-                    raw: raw.clone(),
-                });
-                values.push(raw);
+                let r = unrepresentable(index, entry, &e);
+                values.push(r.raw.clone());
+                rejected.push(r);
             }
         }
     }
@@ -276,8 +306,15 @@ fn unrepresentable_entry(entry: &RawValue, err: &serde_json::Error) -> CallError
 pub struct LiveCallsResponse {
     /// The calls that parsed, in payload order.
     pub calls: Vec<Call>,
+    /// The entry of each of [`calls`](Self::calls) as sent (same length and order): what a
+    /// [`LiveCallEnvelope`](crate::LiveCallEnvelope) carries as its raw payload, kept from the
+    /// parse instead of rebuilt.
+    pub raw_calls: Vec<RawCall>,
     /// The entries that did not, with why.
     pub rejected: Vec<RejectedCall>,
+    /// Entries left out by [`from_slice_skipping`](Self::from_slice_skipping) as calls the
+    /// caller already has.
+    pub skipped: usize,
     /// `serverTime`, epoch seconds.
     pub server_time: Option<i64>,
     /// `lastPos`: the largest `ts` of the batch (the next cursor's base).
@@ -295,15 +332,65 @@ impl LiveCallsResponse {
     /// assert!(e.is_logged_out());
     /// ```
     pub fn from_slice(bytes: &[u8]) -> Result<Self, ParseError> {
+        Self::from_slice_skipping(bytes, |_| false)
+    }
+
+    /// Like [`from_slice`](Self::from_slice), but a call whose [`CallId`] `known` accepts is
+    /// left out and counted in [`skipped`](Self::skipped). A poll's cursor overlaps the
+    /// previous one, so most of a busy answer is calls the caller already delivered: their
+    /// identity is read first, which costs a fraction of the full parse. An entry whose
+    /// identity cannot be read that cheaply (escapes, odd types) is parsed fully and then
+    /// checked, so `known` only ever sees the ids [`Call::call_id`] gives.
+    ///
+    /// ```
+    /// let body = br#"{"calls": [
+    ///     {"ts": 1, "systemId": 7, "filename": "1-512", "hash": "ab"},
+    ///     {"ts": 2, "systemId": 7, "filename": "2-512", "hash": "cd"}]}"#;
+    /// let r = bcfy_proto::LiveCallsResponse::from_slice_skipping(body, |id| {
+    ///     id.as_str() == "7-1-512-ab"
+    /// })
+    /// .unwrap();
+    /// assert_eq!((r.calls.len(), r.skipped), (1, 1));
+    /// assert_eq!(r.calls[0].filename, "2-512");
+    /// assert_eq!(r.raw_calls[0].to_map()["hash"], "cd");
+    /// ```
+    pub fn from_slice_skipping(
+        bytes: &[u8],
+        mut known: impl FnMut(&CallId) -> bool,
+    ) -> Result<Self, ParseError> {
         let top = parse_top(bytes)?;
         check_service_error(&top)?;
-        let (calls, rejected, _) = parse_calls(&top)?.unwrap_or_default();
-        Ok(Self {
-            calls,
-            rejected,
+        let entries = call_entries(&top)?.unwrap_or_default();
+        let mut answer = Self {
+            calls: Vec::with_capacity(entries.len()),
+            raw_calls: Vec::with_capacity(entries.len()),
+            rejected: Vec::new(),
+            skipped: 0,
             server_time: top_i64(&top, "serverTime"),
             last_pos: top_f64(&top, "lastPos"),
-        })
+        };
+        for (index, entry) in entries.into_iter().enumerate() {
+            if entry_call_id(entry.get()).is_some_and(|id| known(&id)) {
+                answer.skipped += 1;
+                continue;
+            }
+            // The entry straight into a `Call`; a `Value` of it is built only to report a
+            // rejection.
+            match Call::from_json(entry.get()) {
+                Some(Ok(call)) if known(&call.call_id()) => answer.skipped += 1,
+                Some(Ok(call)) => {
+                    answer.calls.push(call);
+                    answer.raw_calls.push(RawCall::from_valid(entry.get()));
+                }
+                Some(Err(error)) => answer.rejected.push(RejectedCall {
+                    index,
+                    error,
+                    raw: serde_json::from_str(entry.get()).unwrap_or(Value::Null),
+                }),
+                None => answer.rejected.push(reject_entry(index, entry)),
+            }
+        }
+        Ok(answer)
     }
 
     /// Whether the poll brought nothing (no call, no rejected entry).

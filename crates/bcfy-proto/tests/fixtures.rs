@@ -68,6 +68,29 @@ fn assert_matches_raw(call: &Call, raw: &Value) {
 }
 
 #[test]
+fn real_live_calls_keep_each_entry_as_sent_and_skip_known_ones() {
+    let resp = LiveCallsResponse::from_slice(LIVE_REAL).unwrap();
+    let raws = raw_calls(LIVE_REAL);
+    assert_eq!(resp.raw_calls.len(), resp.calls.len());
+    for (kept, sent) in resp.raw_calls.iter().zip(&raws) {
+        assert_eq!(&Value::Object(kept.to_map()), sent);
+    }
+    // The poll after: the first ten are known and skipped, the rest parse as before.
+    let known: std::collections::HashSet<_> = resp.calls[..10].iter().map(Call::call_id).collect();
+    let again = LiveCallsResponse::from_slice_skipping(LIVE_REAL, |id| known.contains(id)).unwrap();
+    assert_eq!(again.skipped, 10);
+    assert_eq!(again.calls, resp.calls[10..]);
+    assert_eq!(again.raw_calls, resp.raw_calls[10..]);
+    // A known call is skipped on its identity alone, before its other fields are read: a
+    // repeat that now carries a bad `ts` is a repeat, not a rejected entry.
+    let body = br#"{"calls": [{"ts": "soon", "systemId": 7, "filename": "1-512", "hash": "ab"}]}"#;
+    let r = LiveCallsResponse::from_slice_skipping(body, |id| id.as_str() == "7-1-512-ab").unwrap();
+    assert_eq!((r.skipped, r.calls.len(), r.rejected.len()), (1, 0, 0));
+    let r = LiveCallsResponse::from_slice(body).unwrap();
+    assert_eq!((r.skipped, r.calls.len(), r.rejected.len()), (0, 0, 1));
+}
+
+#[test]
 fn real_live_calls_parse_with_exact_fields() {
     let resp = LiveCallsResponse::from_slice(LIVE_REAL).unwrap();
     assert_eq!(resp.calls.len(), 25);

@@ -301,8 +301,11 @@ fn envelopes_and_events() {
     let call = Arc::new(Call::from_value(&v).unwrap());
     let env = LiveCallEnvelope::new(call.clone(), Some(6.0), SystemTime::UNIX_EPOCH);
     assert_eq!(env.shard_key, (SystemId::new(4290), TalkgroupId::new(512)));
-    assert_eq!(env.raw_payload.get("x"), Some(&serde_json::json!(1)));
-    assert_eq!(&serde_json::Value::Object((*env.raw_payload).clone()), &v);
+    assert_eq!(
+        env.raw_payload.to_map().get("x"),
+        Some(&serde_json::json!(1))
+    );
+    assert_eq!(&serde_json::Value::Object(env.raw_payload.to_map()), &v);
     assert_eq!(env.call_id().as_str(), "2893-1-512");
     let ev = AudioPayloadEvent {
         call_id: call.call_id(),

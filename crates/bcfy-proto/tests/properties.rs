@@ -168,6 +168,75 @@ proptest! {
     }
 
     #[test]
+    fn reading_the_text_agrees_with_reading_the_value(
+        v in prop_oneof![4 => call_object(), 1 => any_json()],
+        dup in prop::option::of((prop::sample::select(CALL_KEYS), field_value())),
+    ) {
+        // Same call or same error, with or without a duplicate key in front (the last wins).
+        let mut text = serde_json::to_string(&v).unwrap();
+        if let (Some((key, value)), Some(rest)) = (dup, text.strip_prefix('{')) {
+            let sep = if rest.starts_with('}') { "" } else { "," };
+            text = format!("{{{}:{}{sep}{rest}", json!(key), value);
+        }
+        let parsed: Value = serde_json::from_str(&text).unwrap();
+        match Call::from_json(&text) {
+            Some(r) => prop_assert_eq!(r, Call::from_value(&parsed)),
+            None => prop_assert!(!parsed.is_object()),
+        }
+    }
+
+    #[test]
+    fn skipping_known_ids_agrees_with_the_full_parse(
+        entries in prop::collection::vec(call_object(), 0..8),
+        hashes in prop::collection::vec(prop_oneof![
+            Just(None),
+            Just(Some(Value::from(""))),
+            "[A-Za-z0-9_-]{1,8}".prop_map(|h| Some(Value::from(h))),
+            ".{0,6}".prop_map(|h| Some(Value::from(h))),
+            any::<u32>().prop_map(|h| Some(Value::from(h))),
+        ], 8),
+        string_node in any::<bool>(),
+    ) {
+        // Entries with the identity spellings the shortcut must read exactly as the full
+        // parse does (string nodes, empty and odd hashes) or leave to the full parse.
+        let entries: Vec<Value> = entries
+            .into_iter()
+            .zip(hashes)
+            .map(|(mut e, hash)| {
+                if let (Some(m), Some(h)) = (e.as_object_mut(), hash) {
+                    m.insert("hash".into(), h);
+                }
+                if string_node
+                    && let Some(n) = e.get("systemId").and_then(Value::as_u64)
+                {
+                    e["systemId"] = Value::from(format!(" {n}"));
+                }
+                e
+            })
+            .collect();
+        let body = serde_json::to_vec(&json!({"calls": entries, "lastPos": 1})).unwrap();
+        let full = LiveCallsResponse::from_slice(&body).unwrap();
+        prop_assert_eq!(full.calls.len(), full.raw_calls.len());
+        prop_assert_eq!(full.skipped, 0);
+        for (call, raw) in full.calls.iter().zip(&full.raw_calls) {
+            prop_assert_eq!(&Call::from_json(raw.as_str()).unwrap().unwrap(), call);
+            prop_assert_eq!(&Call::from_map(&raw.to_map()).unwrap(), call);
+        }
+        // Knowing every id delivered: those calls are skipped, everything else is unchanged.
+        let ids: std::collections::HashSet<_> = full.calls.iter().map(Call::call_id).collect();
+        let again = LiveCallsResponse::from_slice_skipping(&body, |id| ids.contains(id)).unwrap();
+        prop_assert!(again.calls.iter().all(|c| !ids.contains(&c.call_id())));
+        prop_assert_eq!(again.rejected.len(), full.rejected.len());
+        prop_assert_eq!(
+            again.calls.len() + again.skipped + again.rejected.len(),
+            entries.len()
+        );
+        // Knowing nothing skips nothing.
+        let none = LiveCallsResponse::from_slice_skipping(&body, |_| false).unwrap();
+        prop_assert_eq!(&none, &full);
+    }
+
+    #[test]
     fn call_like_objects_parse_safely_and_round_trip(v in call_object(), base in cdn_bases()) {
         let Ok(call) = Call::from_value(&v) else { return Ok(()); };
         // Round trip through to_value/from_value and through serde.
