@@ -4,6 +4,7 @@
 //! and archives work through the facade.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bcfy::bus::Event;
@@ -565,11 +566,17 @@ async fn dropping_a_running_client_stops_its_producers() {
     let client = client_for(&sim, false).build().unwrap();
     let producer = client.create_live_producer(talkgroups()).unwrap();
     client.start().await.unwrap();
-    let handle = producer.handle();
     drop(client);
-    tokio::time::timeout(Duration::from_secs(10), handle.stopped())
-        .await
-        .expect("the producer was stopped");
+    // The run ended: its task let go of the producer, so this test holds the last reference.
+    // (Not `handle().stopped()`: the stop is consumed when the run it ended returns, which
+    // can happen before this task looks.) Nothing signals a dropped task, hence the polling.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while Arc::strong_count(&producer) > 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the producer's run ended");
     sim.shutdown().await;
 }
 
