@@ -134,9 +134,117 @@ pub struct RejectedCall {
     pub raw: Value,
 }
 
-/// The top level of a response: every key as raw JSON (borrowed from the body, not copied), so
-/// one out-of-range number in one call does not fail the whole body.
-type RawTop<'a> = HashMap<String, &'a RawValue>;
+/// The top level of a response, borrowed from the body: every key but `calls` as raw JSON, so
+/// one out-of-range number in one call does not fail the whole body, and `calls` already cut
+/// into its entries (one pass over the body, not one for the top and one for the array).
+struct RawTop<'a> {
+    fields: HashMap<String, &'a RawValue>,
+    calls: Calls<'a>,
+}
+
+/// What the `calls` key holds.
+enum Calls<'a> {
+    Absent,
+    Null,
+    Entries(Vec<&'a RawValue>),
+    /// Not an array: why (a snippet of it), once known.
+    Invalid(Option<String>),
+}
+
+impl<'de> serde::Deserialize<'de> for RawTop<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct CallsSeed;
+        impl<'de> serde::de::DeserializeSeed<'de> for CallsSeed {
+            type Value = Calls<'de>;
+            fn deserialize<D: serde::Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<Calls<'de>, D::Error> {
+                d.deserialize_any(self)
+            }
+        }
+        impl<'de> Visitor<'de> for CallsSeed {
+            type Value = Calls<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of calls")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Calls<'de>, A::Error> {
+                let mut entries = Vec::with_capacity(seq.size_hint().unwrap_or(64));
+                while let Some(entry) = seq.next_element::<&'de RawValue>()? {
+                    entries.push(entry);
+                }
+                Ok(Calls::Entries(entries))
+            }
+            fn visit_unit<E>(self) -> Result<Calls<'de>, E> {
+                Ok(Calls::Null)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Calls<'de>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Calls::Invalid(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Calls<'de>, E> {
+                Ok(Calls::Invalid(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Calls<'de>, E> {
+                Ok(Calls::Invalid(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Calls<'de>, E> {
+                Ok(Calls::Invalid(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Calls<'de>, E> {
+                Ok(Calls::Invalid(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Calls<'de>, E> {
+                Ok(Calls::Invalid(None))
+            }
+        }
+        struct Top;
+        impl<'de> Visitor<'de> for Top {
+            type Value = RawTop<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawTop<'de>, A::Error> {
+                let mut top = RawTop {
+                    fields: HashMap::new(),
+                    calls: Calls::Absent,
+                };
+                // The last of duplicate keys counts, as in a map.
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "calls" {
+                        top.calls = map.next_value_seed(CallsSeed)?;
+                    } else {
+                        top.fields.insert(key, map.next_value()?);
+                    }
+                }
+                Ok(top)
+            }
+        }
+        d.deserialize_map(Top)
+    }
+}
+
+impl<'a> RawTop<'a> {
+    fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.fields.get(key).copied()
+    }
+
+    /// The slower reading, key by key, that can say what is wrong with `calls`; also the one
+    /// that takes a `calls` the one-pass reading refuses (a number beyond `f64`).
+    fn by_key(bytes: &'a [u8]) -> Result<Self, serde_json::Error> {
+        let mut fields: HashMap<String, &'a RawValue> = serde_json::from_slice(bytes)?;
+        let calls = match fields.remove("calls") {
+            None => Calls::Absent,
+            Some(raw) if raw.get().trim() == "null" => Calls::Null,
+            Some(raw) => match serde_json::from_str(raw.get()) {
+                Ok(entries) => Calls::Entries(entries),
+                Err(_) => Calls::Invalid(Some(raw_snippet(raw))),
+            },
+        };
+        Ok(Self { fields, calls })
+    }
+}
 
 fn parse_top(bytes: &[u8]) -> Result<RawTop<'_>, ParseError> {
     // PHP pages sometimes emit a UTF-8 byte order mark, which JSON parsers refuse.
@@ -156,10 +264,13 @@ fn parse_top(bytes: &[u8]) -> Result<RawTop<'_>, ParseError> {
             },
         );
     }
-    serde_json::from_slice::<RawTop<'_>>(bytes).map_err(|e| ParseError::NotJson {
-        message: e.to_string(),
-        snippet: crate::snippet(bytes, SNIPPET_MAX),
-    })
+    match serde_json::from_slice::<RawTop<'_>>(bytes) {
+        Ok(top) if !matches!(top.calls, Calls::Invalid(_)) => Ok(top),
+        _ => RawTop::by_key(bytes).map_err(|e| ParseError::NotJson {
+            message: e.to_string(),
+            snippet: crate::snippet(bytes, SNIPPET_MAX),
+        }),
+    }
 }
 
 fn raw_snippet(raw: &RawValue) -> String {
@@ -209,19 +320,15 @@ fn check_service_error(top: &RawTop<'_>) -> Result<(), ParseError> {
 
 /// The entries of the `calls` array, each as raw JSON; `Ok(None)` when `calls` is absent or
 /// null.
-fn call_entries<'a>(top: &RawTop<'a>) -> Result<Option<Vec<&'a RawValue>>, ParseError> {
-    let Some(raw) = top.get("calls") else {
-        return Ok(None);
-    };
-    if raw.get().trim() == "null" {
-        return Ok(None);
-    }
-    serde_json::from_str(raw.get())
-        .map(Some)
-        .map_err(|_| ParseError::InvalidField {
+fn call_entries<'a>(top: &mut RawTop<'a>) -> Result<Option<Vec<&'a RawValue>>, ParseError> {
+    match std::mem::replace(&mut top.calls, Calls::Absent) {
+        Calls::Absent | Calls::Null => Ok(None),
+        Calls::Entries(entries) => Ok(Some(entries)),
+        Calls::Invalid(snippet) => Err(ParseError::InvalidField {
             field: "calls",
-            snippet: raw_snippet(raw),
-        })
+            snippet: snippet.unwrap_or_default(),
+        }),
+    }
 }
 
 /// An entry that is valid JSON only as text (a number beyond `f64`): why, and the text kept.
@@ -252,7 +359,7 @@ fn reject_entry(index: usize, entry: &RawValue) -> RejectedCall {
 /// The parsed entries, the rejected ones, and every entry as a `Value` (for `raw`).
 type ParsedCalls = (Vec<Call>, Vec<RejectedCall>, Vec<Value>);
 
-fn parse_calls(top: &RawTop<'_>) -> Result<Option<ParsedCalls>, ParseError> {
+fn parse_calls(top: &mut RawTop<'_>) -> Result<Option<ParsedCalls>, ParseError> {
     let Some(entries) = call_entries(top)? else {
         return Ok(None);
     };
@@ -358,9 +465,9 @@ impl LiveCallsResponse {
         bytes: &[u8],
         mut known: impl FnMut(&CallId) -> bool,
     ) -> Result<Self, ParseError> {
-        let top = parse_top(bytes)?;
+        let mut top = parse_top(bytes)?;
         check_service_error(&top)?;
-        let entries = call_entries(&top)?.unwrap_or_default();
+        let entries = call_entries(&mut top)?.unwrap_or_default();
         let mut answer = Self {
             calls: Vec::with_capacity(entries.len()),
             raw_calls: Vec::with_capacity(entries.len()),
@@ -420,17 +527,15 @@ impl ArchiveResponse {
     /// Parses a body. A missing `calls` is [`ParseError::MissingField`]`("calls")`; an `error`
     /// key is [`ParseError::Service`]. Never panics.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, ParseError> {
-        let top = parse_top(bytes)?;
+        let mut top = parse_top(bytes)?;
         check_service_error(&top)?;
         let (calls, rejected, values) =
-            parse_calls(&top)?.ok_or(ParseError::MissingField("calls"))?;
+            parse_calls(&mut top)?.ok_or(ParseError::MissingField("calls"))?;
         let start = top_i64(&top, "start");
         let end = top_i64(&top, "end");
         let mut raw = Map::new();
-        for (k, v) in &top {
-            if k != "calls"
-                && let Ok(v) = serde_json::from_str::<Value>(v.get())
-            {
+        for (k, v) in &top.fields {
+            if let Ok(v) = serde_json::from_str::<Value>(v.get()) {
                 raw.insert(k.clone(), v);
             }
         }

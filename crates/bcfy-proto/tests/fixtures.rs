@@ -557,6 +557,26 @@ fn non_json_and_non_object_bodies_are_clear_errors() {
             .kind(),
         ParseErrorKind::InvalidField
     );
+    // Whatever `calls` holds that is not an array is named, with what it was.
+    for body in [
+        &br#"{"calls": {"a": [1, 2]}, "serverTime": 1}"#[..],
+        br#"{"calls": 1e400}"#,
+        br#"{"calls": true}"#,
+        br#"{"calls": [], "calls": -3}"#,
+    ] {
+        let text = String::from_utf8_lossy(body).into_owned();
+        let e = LiveCallsResponse::from_slice(body).unwrap_err();
+        assert_eq!(e.kind(), ParseErrorKind::InvalidField, "{text}");
+        assert!(!e.snippet().unwrap().is_empty(), "{text}: {e}");
+        let a = ArchiveResponse::from_slice(body).unwrap_err();
+        assert_eq!(a.kind(), ParseErrorKind::InvalidField, "{text}");
+    }
+    // The last of duplicate `calls` keys counts; an `error` key comes first.
+    let r = LiveCallsResponse::from_slice(br#"{"calls": 5, "calls": null}"#).unwrap();
+    assert!(r.is_empty());
+    let e = LiveCallsResponse::from_slice(br#"{"calls": "x", "error": "You must be logged in"}"#)
+        .unwrap_err();
+    assert!(e.is_logged_out(), "{e}");
 }
 
 #[test]
