@@ -760,7 +760,7 @@ impl LiveCallProducer {
             cursor = cursor.max(ts as f64);
             let envelope = self.envelope(call, raw, cursor);
             slot.send(envelope);
-            state.recent.insert(id);
+            state.recent.insert(id, ts, cursor as i64);
             dispatched += 1;
             // Move the cursor with each call, so a stop mid-batch keeps what was delivered.
             state.cursor = Some(cursor);

@@ -327,6 +327,32 @@ async fn an_answer_over_the_cap_restarts_at_now_minus_history_instead_of_wedging
     assert_eq!(producer.stats().backlog_skipped, 1);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_second_busier_than_the_dedup_capacity_is_not_delivered_twice() {
+    // 5,000 calls/s against 4,096 remembered ids, in small: 5 calls in one second, 2 ids.
+    let mut c = config();
+    c.dedup_capacity = 2;
+    let r = rig(c);
+    let t = START as i64 + 60;
+    let first: Vec<Value> = (0..5).map(|i| call(t, 4290, 512, t - 20 + i)).collect();
+    let mut second = first.clone();
+    second.push(call(t, 4290, 512, t - 1));
+    r.mock.on(Method::POST, LIVE, answer(&first));
+    r.mock.on(Method::POST, LIVE, answer(&second));
+    r.mock.on(Method::POST, LIVE, answer(&[]));
+    let (mut rx, task) = spawn(&r.producer, 16);
+    let mut got = Vec::new();
+    for _ in 0..6 {
+        got.push(rx.recv().await.unwrap().call.filename.clone());
+    }
+    polls(&r.mock, 3).await;
+    r.producer.stop();
+    task.await.unwrap().unwrap();
+    assert!(rx.try_recv().is_err(), "no call twice: {got:?}");
+    let s = r.producer.stats();
+    assert_eq!((s.dispatched, s.duplicates), (6, 5));
+}
+
 fn r#use(mock: &MockTransport, response: MockResponse) {
     mock.on(Method::POST, LIVE, response);
 }

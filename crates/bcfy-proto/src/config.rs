@@ -179,7 +179,8 @@ pub struct LiveProducerConfig {
     pub history: Duration,
     /// Most calls dispatched from the first poll of a session; older ones are skipped (1000).
     pub max_init_backlog: usize,
-    /// Call ids remembered for deduplication across overlapping polls (4096).
+    /// Call ids remembered for deduplication across overlapping polls (4096); the ids of the
+    /// cursor's own second are kept beyond it, so a busier second is never delivered twice.
     pub dedup_capacity: usize,
 }
 
