@@ -675,18 +675,21 @@ impl tower::Service<HttpRequestFactory> for HttpService {
                 .map_err(OpenAIError::Reqwest)?;
             let status = response.status();
             let headers = mem::take(response.headers_mut());
-            let body = read_capped(&mut response, limit).await?;
             if !status.is_success() {
                 let retry_after = headers
                     .get(http::header::RETRY_AFTER)
                     .and_then(|value| value.to_str().ok())
                     .and_then(parse_retry_after);
+                // The status and its Retry-After are the answer: a body cut short (a reset) or
+                // over the cap does not undo them, so the pause is still honoured.
+                let body = read_capped(&mut response, limit).await.unwrap_or_default();
                 return Err(boxed(ServiceFailure::Status {
                     status,
                     retry_after,
                     body,
                 }));
             }
+            let body = read_capped(&mut response, limit).await?;
             let body = as_json_body(&headers, body)?;
             let mut rebuilt = http::Response::new(body);
             *rebuilt.status_mut() = status;

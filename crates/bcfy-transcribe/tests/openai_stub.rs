@@ -325,3 +325,45 @@ async fn a_body_cut_short_is_a_retryable_network_error() {
     assert_eq!(error.kind(), TranscriptionErrorKind::Network, "{error}");
     assert_eq!(error.retry_hint(), RetryHint::Backoff, "{error}");
 }
+
+#[tokio::test]
+async fn an_error_answer_cut_short_keeps_its_status_and_retry_after() {
+    // A 503 with Retry-After whose body is reset mid-way (the soak met it): the pause the
+    // headers asked for still holds; the cut body does not turn it into a plain network error.
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let _ = socket.read(&mut buf).await;
+        let _ = socket
+            .write_all(
+                b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 7\r\ncontent-length: 200\r\n\r\n{\"error\": {",
+            )
+            .await;
+        let _ = socket.flush().await;
+        drop(socket);
+    });
+    let config = bcfy_proto::TranscriptionConfig {
+        enabled: true,
+        endpoint_url: Some(format!("http://{addr}/v1").parse().unwrap()),
+        api_key: Some(secrecy::SecretString::from(KEY.to_owned())),
+        ..bcfy_proto::TranscriptionConfig::default()
+    };
+    let whisper = OpenAiTranscriber::new(&config).unwrap();
+    let error = whisper
+        .transcribe(request(1, "AAC bytes"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.kind(),
+        TranscriptionErrorKind::Http(StatusCode::SERVICE_UNAVAILABLE),
+        "{error}"
+    );
+    assert_eq!(
+        error.retry_hint(),
+        RetryHint::After(Duration::from_secs(7)),
+        "{error}"
+    );
+}
