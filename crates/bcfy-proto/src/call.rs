@@ -239,8 +239,15 @@ fn is_safe_enc(s: &str) -> bool {
     !s.is_empty() && s.len() <= MAX_ENC && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
+/// One value of an entry read by [`Fields`]: a `Value`, or, for `metadata`, its text.
+enum FieldValue<'a> {
+    Value(Value),
+    /// `metadata` as sent: kept as text, never built as a tree.
+    Raw(&'a serde_json::value::RawValue),
+}
+
 /// An entry's keys and values in document order, keys borrowed from the text when they can be.
-struct Fields<'a>(Vec<(std::borrow::Cow<'a, str>, Value)>);
+struct Fields<'a>(Vec<(std::borrow::Cow<'a, str>, FieldValue<'a>)>);
 
 impl<'de> Deserialize<'de> for Fields<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -275,7 +282,12 @@ impl<'de> Deserialize<'de> for Fields<'de> {
             ) -> Result<Self::Value, A::Error> {
                 let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(32));
                 while let Some(key) = map.next_key_seed(Key)? {
-                    fields.push((key, map.next_value::<Value>()?));
+                    let value = if key == "metadata" {
+                        FieldValue::Raw(map.next_value::<&'de serde_json::value::RawValue>()?)
+                    } else {
+                        FieldValue::Value(map.next_value::<Value>()?)
+                    };
+                    fields.push((key, value));
                 }
                 Ok(Fields(fields))
             }
@@ -421,7 +433,7 @@ impl CallBuilder {
             "display" => opt_string!(display),
             "grouping" => opt_string!(grouping),
             "tag" => opt!(tag, read_u32),
-            "metadata" => call.metadata = Some(v),
+            "metadata" => call.metadata = Some(RawJson::from_value(&v)),
             "score" => opt!(score, read_i64),
             "fid" => opt!(fid, read_u64),
             "transcription" => opt_string!(transcription),
@@ -506,6 +518,65 @@ impl RawCall {
 impl std::fmt::Debug for RawCall {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("RawCall").field(&self.as_str()).finish()
+    }
+}
+
+/// A JSON value kept as its text (one allocation; clones share it) and parsed only when
+/// asked: what [`Call::metadata`] holds, so a live poll never builds the uploader's metadata
+/// as a tree for calls nobody inspects.
+///
+/// Two `RawJson`s are equal when they hold the same JSON value, however it is spelled.
+///
+/// ```
+/// use bcfy_proto::RawJson;
+/// let v = serde_json::json!({"talkgroup": 512, "srcList": [{"src": 7}]});
+/// let raw = RawJson::from_value(&v);
+/// assert_eq!(raw.parse().unwrap(), v);
+/// assert_eq!(raw, RawJson::from_value(&serde_json::from_str::<serde_json::Value>(
+///     r#"{ "srcList": [ {"src": 7} ], "talkgroup": 512 }"#).unwrap()));
+/// ```
+#[derive(Clone)]
+pub struct RawJson(Arc<str>);
+
+impl RawJson {
+    /// The JSON text of `value`.
+    pub fn from_value(value: &Value) -> Self {
+        // A `Value` always serializes.
+        Self(
+            serde_json::to_string(value)
+                .unwrap_or_else(|_| "null".to_owned())
+                .into(),
+        )
+    }
+
+    /// The JSON text, as sent.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The value. Fails only on a number `f64` cannot represent (the text itself is always
+    /// valid JSON).
+    pub fn parse(&self) -> Result<Value, serde_json::Error> {
+        serde_json::from_str(&self.0)
+    }
+
+    /// The value, or the text as a JSON string when [`RawJson::parse`] fails (nothing is
+    /// lost either way).
+    pub fn to_value(&self) -> Value {
+        self.parse()
+            .unwrap_or_else(|_| Value::String(self.0.to_string()))
+    }
+}
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0 || matches!((self.parse(), other.parse()), (Ok(a), Ok(b)) if a == b)
+    }
+}
+
+impl std::fmt::Debug for RawJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RawJson").field(&self.as_str()).finish()
     }
 }
 
@@ -635,9 +706,10 @@ pub struct Call {
     pub grouping: Option<String>,
     /// `tag`: service tag (3 Fire Dispatch, 2 Law Dispatch, ...).
     pub tag: Option<u32>,
-    /// `metadata`: the uploader's call JSON, verbatim (even when not an object; see
-    /// [`Call::metadata_object`]).
-    pub metadata: Option<Value>,
+    /// `metadata`: the uploader's call JSON (trunk-recorder's), kept as its text and parsed
+    /// only when asked ([`Call::metadata_object`], [`RawJson::parse`]); verbatim even when it
+    /// is not an object.
+    pub metadata: Option<RawJson>,
     /// `score`: archive responses only.
     pub score: Option<i64>,
     /// `fid`: conventional frequency id (seen in client code only).
@@ -734,8 +806,18 @@ impl Call {
             if it.peek().is_some_and(|(next, _)| *next == key) {
                 continue;
             }
-            if let Err(e) = b.field(&key, v) {
-                return Some(Err(e));
+            match v {
+                FieldValue::Value(v) => {
+                    if let Err(e) = b.field(&key, v) {
+                        return Some(Err(e));
+                    }
+                }
+                // Only `metadata` is read raw; null counts as absent, as for every key.
+                FieldValue::Raw(raw) => {
+                    if raw.get() != "null" {
+                        b.call.metadata = Some(RawJson(raw.get().into()));
+                    }
+                }
             }
         }
         Some(b.finish())
@@ -777,10 +859,14 @@ impl Call {
         self.hash.as_deref().filter(|h| !h.is_empty())
     }
 
-    /// `metadata` when it is an object (trunk-recorder's call JSON); `None` when absent or
-    /// of another type (the raw value stays in [`Call::metadata`]).
-    pub fn metadata_object(&self) -> Option<&Map<String, Value>> {
-        self.metadata.as_ref().and_then(Value::as_object)
+    /// `metadata` parsed, when it is an object (trunk-recorder's call JSON); `None` when
+    /// absent, of another type, or holding a number `f64` cannot represent (the text stays
+    /// in [`Call::metadata`]).
+    pub fn metadata_object(&self) -> Option<Map<String, Value>> {
+        match self.metadata.as_ref()?.parse().ok()? {
+            Value::Object(map) => Some(map),
+            _ => None,
+        }
     }
 
     /// `call_duration` as a `Duration`, when present and non-negative.
@@ -881,7 +967,7 @@ impl Call {
         put("display", s(&self.display));
         put("grouping", s(&self.grouping));
         put("tag", self.tag.map(Value::from));
-        put("metadata", self.metadata.clone());
+        put("metadata", self.metadata.as_ref().map(RawJson::to_value));
         put("score", self.score.map(Value::from));
         put("fid", self.fid.map(Value::from));
         put("transcription", s(&self.transcription));

@@ -38,7 +38,7 @@ mod subscription;
 mod time;
 mod token;
 
-pub use call::{AudioUrlError, Call, CallError, CallErrorKind, RawCall};
+pub use call::{AudioUrlError, Call, CallError, CallErrorKind, RawCall, RawJson};
 pub use config::{
     AudioConfig, CacheConfig, ConfigError, DEFAULT_ACCEPT, DEFAULT_CALLS_CDN, DEFAULT_SITE,
     DEFAULT_USER_AGENT, Endpoints, LiveProducerConfig, TranscriptionConfig, TransportConfig,

@@ -331,3 +331,49 @@ fn error_categories_and_hints() {
     assert!(RetryHint::After(Duration::from_secs(1)).is_retryable());
     assert!(!RetryHint::Never.is_retryable());
 }
+
+#[test]
+fn metadata_is_kept_as_text_and_parsed_on_demand() {
+    let text = r#"{"ts": 5, "systemId": 7, "filename": "1-512",
+        "metadata": { "talkgroup": 512, "srcList": [ {"src": 1, "pos": 0.0} ] }}"#;
+    let call = bcfy_proto::Call::from_json(text).unwrap().unwrap();
+    let meta = call.metadata.as_ref().unwrap();
+    assert_eq!(
+        meta.as_str(),
+        r#"{ "talkgroup": 512, "srcList": [ {"src": 1, "pos": 0.0} ] }"#,
+        "verbatim"
+    );
+    assert_eq!(call.metadata_object().unwrap()["talkgroup"], 512);
+    // Equal to the same value read through a `Value`, however it was spelled.
+    let via_value = bcfy_proto::Call::from_value(&serde_json::from_str(text).unwrap()).unwrap();
+    assert_eq!(call, via_value);
+    assert_ne!(
+        call.metadata.as_ref().unwrap().as_str(),
+        via_value.metadata.as_ref().unwrap().as_str()
+    );
+    // A null metadata is absent, as for every key.
+    let call = bcfy_proto::Call::from_json(
+        r#"{"ts": 5, "systemId": 7, "filename": "1-512", "metadata": null}"#,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(call.metadata, None);
+    // A number beyond f64 inside metadata no longer costs the call: the text is kept, only
+    // its parse fails, and serializing the call keeps it as a string.
+    let call = bcfy_proto::Call::from_json(
+        r#"{"ts": 5, "systemId": 7, "filename": "1-512", "metadata": {"x": 1e400}}"#,
+    )
+    .unwrap()
+    .unwrap();
+    let meta = call.metadata.as_ref().unwrap();
+    assert!(meta.parse().is_err());
+    assert_eq!(call.metadata_object(), None);
+    assert_eq!(
+        call.to_value()["metadata"],
+        serde_json::json!(r#"{"x": 1e400}"#)
+    );
+    assert_ne!(
+        meta,
+        &bcfy_proto::RawJson::from_value(&serde_json::json!({"x": 1}))
+    );
+}

@@ -236,6 +236,7 @@ impl Response {
         };
         BodyChunks {
             body: self.body,
+            pending: Bytes::new(),
             buf: BytesMut::new(),
             chunk_size,
             state: ChunkState::Reading,
@@ -276,6 +277,9 @@ enum ChunkState {
 /// `Err(TransportError)` once, then the stream ends.
 pub struct BodyChunks {
     body: Body,
+    /// The rest of the last frame: whole chunks are cut from it without a copy.
+    pending: Bytes,
+    /// A chunk being gathered from several frames (never more than `chunk_size`).
     buf: BytesMut,
     chunk_size: usize,
     state: ChunkState,
@@ -294,9 +298,17 @@ impl Stream for BodyChunks {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         loop {
+            if this.buf.is_empty() && this.pending.len() >= this.chunk_size {
+                return Poll::Ready(Some(Ok(this.pending.split_to(this.chunk_size))));
+            }
+            if !this.pending.is_empty() {
+                let n = (this.chunk_size - this.buf.len()).min(this.pending.len());
+                this.buf.extend_from_slice(&this.pending.split_to(n));
+            }
             if this.buf.len() >= this.chunk_size {
                 return Poll::Ready(Some(Ok(this.buf.split_to(this.chunk_size).freeze())));
             }
+            // `pending` is empty here: what was left of it is in `buf`.
             match &mut this.state {
                 ChunkState::Reading => {}
                 _ if !this.buf.is_empty() => {
@@ -308,7 +320,7 @@ impl Stream for BodyChunks {
             match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
-                        this.buf.extend_from_slice(&data);
+                        this.pending = data;
                     }
                 }
                 Some(Err(e)) => this.state = ChunkState::Failing(Some(e)),
@@ -322,8 +334,63 @@ impl fmt::Debug for BodyChunks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BodyChunks")
             .field("chunk_size", &self.chunk_size)
-            .field("buffered", &self.buf.len())
+            .field("buffered", &(self.buf.len() + self.pending.len()))
             .field("state", &self.state)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::*;
+
+    /// A response whose body arrives as `frames`, then fails when `fail` is set.
+    fn response(frames: &[&[u8]], fail: bool) -> Response {
+        let mut items: Vec<Result<Bytes, TransportError>> = frames
+            .iter()
+            .map(|f| Ok(Bytes::copy_from_slice(f)))
+            .collect();
+        if fail {
+            items.push(Err(TransportError::new(TransportErrorKind::Body, "reset")));
+        }
+        Response::new(
+            StatusCode::OK,
+            HeaderMap::new(),
+            Body::from_stream(futures::stream::iter(items)),
+        )
+    }
+
+    #[tokio::test]
+    async fn chunks_are_whole_whatever_the_frames() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(100).collect();
+        // Frames smaller, larger and much larger than a chunk, empty ones, one frame.
+        let splits: [&[usize]; 5] = [
+            &[3, 20, 1, 7, 0, 16, 53],
+            &[100],
+            &[8; 12],
+            &[0, 9, 91],
+            &[1; 100],
+        ];
+        for sizes in splits {
+            let mut frames = Vec::new();
+            let mut at = 0;
+            for &n in sizes {
+                let n = n.min(data.len() - at);
+                frames.push(&data[at..at + n]);
+                at += n;
+            }
+            frames.push(&data[at..]);
+            for fail in [false, true] {
+                let chunks: Vec<_> = response(&frames, fail).into_chunks(8).collect().await;
+                let (ok, err): (Vec<_>, Vec<_>) = chunks.into_iter().partition(Result::is_ok);
+                let ok: Vec<Bytes> = ok.into_iter().map(Result::unwrap).collect();
+                assert_eq!(err.len(), usize::from(fail), "{sizes:?}");
+                assert!(ok[..ok.len() - 1].iter().all(|c| c.len() == 8), "{sizes:?}");
+                assert_eq!(ok.last().map(Bytes::len), Some(4), "{sizes:?}");
+                assert_eq!(ok.concat(), data, "{sizes:?}");
+            }
+        }
     }
 }
