@@ -93,6 +93,9 @@ pub struct RunSpec {
     pub rate: f64,
     /// Calls fed in all.
     pub calls: u64,
+    /// The client's runtime: 1 is a current-thread runtime (what `tail` runs by default),
+    /// more is a multi-thread runtime with that many workers.
+    pub threads: usize,
 }
 
 /// The runs of a full (or `--quick`) bench.
@@ -109,14 +112,22 @@ pub fn plan(quick: bool) -> Vec<RunSpec> {
             groups: 10,
             rate,
             calls: (rate * secs).min(cap) as u64,
+            threads: 1,
         })
         .collect();
+    // The same 1,000 calls/s feed with the client on a two-worker runtime, as a library user
+    // embedding it in `#[tokio::main]` runs it.
+    runs.push(RunSpec {
+        threads: 2,
+        ..runs[2].clone()
+    });
     for groups in [1, 10, 100, 1000] {
         runs.push(RunSpec {
             table: "api",
             groups,
             rate: 100.0,
             calls: api_calls,
+            threads: 1,
         });
     }
     runs
@@ -261,6 +272,8 @@ fn run_one(spec: &RunSpec, seed: u64) -> Result<Value, String> {
             POLL_INTERVAL_SECS.to_string(),
             "--timeout".into(),
             timeout.to_string(),
+            "--threads".into(),
+            spec.threads.to_string(),
         ],
     )?;
     let _ready = client.line()?;
@@ -303,6 +316,7 @@ fn run_one(spec: &RunSpec, seed: u64) -> Result<Value, String> {
     let served = num(&s, "audio_bytes_served");
     Ok(json!({
         "table": spec.table,
+        "threads": spec.threads,
         "groups": spec.groups,
         "rate": spec.rate,
         "calls_fed": spec.calls,
@@ -417,11 +431,15 @@ pub fn tables(report: &Value) -> String {
     let mut s = String::new();
     let runs = report["runs"].as_array().cloned().unwrap_or_default();
     s.push_str("### Feed rates (10 talkgroups)\n\n");
-    s.push_str("| fed calls/s | calls | sustained calls/s | CPU ms/call | peak RSS MiB | RSS 1st→last quarter MiB | p50 s | p99 s | max backlog | live req/min | bytes read/served |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str("| fed calls/s | client runtime | calls | sustained calls/s | CPU ms/call | peak RSS MiB | RSS 1st→last quarter MiB | p50 s | p99 s | max backlog | live req/min | bytes read/served |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in runs.iter().filter(|r| r["table"] == "feed") {
+        let runtime = match r["threads"].as_u64() {
+            Some(1) | None => "current-thread".to_owned(),
+            Some(n) => format!("{n} workers"),
+        };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {}→{} | {} | {} | {} | {} | {} |",
+            "| {} | {runtime} | {} | {} | {} | {} | {}→{} | {} | {} | {} | {} | {} |",
             f(r, "rate", 0),
             f(r, "calls", 0),
             f(r, "sustained_calls_per_sec", 0),

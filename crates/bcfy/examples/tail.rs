@@ -103,6 +103,11 @@ pub struct Args {
     /// Seconds between status lines on stderr (0 = none).
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     pub status_interval: f64,
+    /// Runtime threads: 1 runs everything on one thread, enough for thousands of calls a
+    /// second and about a quarter less CPU than two workers waking each other
+    /// (docs/benchmarks.md); more gives a multi-thread runtime with that many workers.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub threads: usize,
 
     /// Embedded simulator only: mean calls per second across its talkgroups.
     #[arg(long, value_name = "RATE", default_value_t = 1.0)]
@@ -654,7 +659,17 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = if args.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tail: cannot start the runtime: {e}");

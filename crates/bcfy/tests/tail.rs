@@ -31,7 +31,8 @@ async fn run(args: tail::Args) -> (tail::Summary, Vec<Value>) {
     (summary, lines)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// On a current-thread runtime, as `tail` runs by default; the others use two workers.
+#[tokio::test]
 async fn jsonl_max_calls_50_emits_three_ordered_events_per_call_with_true_hashes_and_transcripts() {
     let (summary, lines) = run(args(&[
         "--jsonl",
@@ -196,6 +197,9 @@ fn flags_conflict_and_groups_parse() {
     assert!(tail::Args::try_parse_from(["tail", "--group", "1-2", "--playlist", "x"]).is_err());
     let a = tail::Args::try_parse_from(["tail", "--group", "1-2", "--group", "3-4"]).unwrap();
     assert_eq!(a.groups.len(), 2);
+    assert_eq!(a.threads, 1, "a current-thread runtime by default");
+    let a = tail::Args::try_parse_from(["tail", "--group", "1-2", "--threads", "4"]).unwrap();
+    assert_eq!(a.threads, 4);
     assert!(tail::Args::try_parse_from(["tail", "--archive", "--group", "1-2"]).is_err());
 }
 

@@ -1,13 +1,14 @@
 //! `bench-client`: the bcfy umbrella client as a user runs it, for `cargo xtask bench`.
 //!
 //! ```text
-//! bench-client run --site URL --cdn URL --groups 10 --calls 10000 [--poll-interval 0.5]
+//! bench-client run --site URL --cdn URL --groups 10 --calls 10000 [--poll-interval 0.5] [--threads 1]
 //! bench-client baseline-http --site URL --groups 10 --requests 2000
 //! bench-client baseline-bus --events 200000
 //! ```
 //! `run` polls the talkgroups `4290-1000`.. (as many as `--groups`, the list `bench-sim` serves),
 //! downloads every call's audio and publishes every event on the bus, with one subscriber per
-//! topic (`calls.live`, `calls.audio.raw`, `calls.audio.failed`); transcription is off. It prints
+//! topic (`calls.live`, `calls.audio.raw`, `calls.audio.failed`); transcription is off; on a
+//! current-thread runtime as `tail` runs by default (`--threads N`: N multi-thread workers). It prints
 //! `{"ready":true}` once started, then, after `--calls` calls reached their audio topic, one JSON
 //! line of figures: per-call arrival wall times on `calls.audio.raw`, CPU time (from
 //! `/proc/self/task/*/schedstat`, nanoseconds, and `/proc/self/stat` ticks), peak RSS (VmHWM),
@@ -76,17 +77,31 @@ fn subscription(groups: usize) -> Result<Subscription, BoxError> {
     Ok(Subscription::talkgroups(ids)?)
 }
 
-#[tokio::main]
-async fn main() -> Result<(), BoxError> {
+fn main() -> Result<(), BoxError> {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mode = argv.first().cloned().unwrap_or_default();
     let flags = Flags::parse(argv.get(1..).unwrap_or_default())?;
-    let out = match mode.as_str() {
-        "run" => run(&flags).await?,
-        "baseline-http" => baseline_http(&flags).await?,
-        "baseline-bus" => baseline_bus(&flags).await?,
-        _ => return Err("usage: bench-client run|baseline-http|baseline-bus [--flags]".into()),
+    // `--threads 1` (the default, as `tail`): a current-thread runtime; more: a multi-thread
+    // runtime with that many workers (the baselines keep the multi-thread default).
+    let threads: usize = flags.get("threads", Some(if mode == "run" { 1 } else { 2 }))?;
+    let runtime = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()?
     };
+    let out = runtime.block_on(async {
+        match mode.as_str() {
+            "run" => run(&flags).await,
+            "baseline-http" => baseline_http(&flags).await,
+            "baseline-bus" => baseline_bus(&flags).await,
+            _ => Err("usage: bench-client run|baseline-http|baseline-bus [--flags]".into()),
+        }
+    })?;
     println!("{out}");
     Ok(())
 }
