@@ -96,6 +96,9 @@ pub struct RunSpec {
     /// The client's runtime: 1 is a current-thread runtime (what `tail` runs by default),
     /// more is a multi-thread runtime with that many workers.
     pub threads: usize,
+    /// Times the run is repeated; its row is the run with the median CPU per call, and the
+    /// range of all of them is reported (one run's CPU figure varies by ±15% on a shared VM).
+    pub repeats: usize,
 }
 
 /// The runs of a full (or `--quick`) bench.
@@ -113,6 +116,12 @@ pub fn plan(quick: bool) -> Vec<RunSpec> {
             rate,
             calls: (rate * secs).min(cap) as u64,
             threads: 1,
+            // The figure the target is about is measured several times.
+            repeats: if (rate - 1000.0).abs() < 0.5 && !quick {
+                5
+            } else {
+                1
+            },
         })
         .collect();
     // The same 1,000 calls/s feed with the client on a two-worker runtime, as a library user
@@ -128,6 +137,7 @@ pub fn plan(quick: bool) -> Vec<RunSpec> {
             rate: 100.0,
             calls: api_calls,
             threads: 1,
+            repeats: 1,
         });
     }
     runs
@@ -426,6 +436,21 @@ fn f(v: &Value, k: &str, prec: usize) -> String {
     }
 }
 
+/// CPU ms per call; with repeats, the median and the range (`0.0450 (0.0390–0.0550, 5 runs)`).
+fn cpu_cell(r: &Value) -> String {
+    let runs: Vec<f64> = r["cpu_ms_per_call_runs"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
+    let median = f(r, "cpu_ms_per_call", 4);
+    match (runs.first(), runs.last()) {
+        (Some(lo), Some(hi)) if runs.len() > 1 => {
+            format!("{median} ({lo:.4}–{hi:.4}, {} runs)", runs.len())
+        }
+        _ => median,
+    }
+}
+
 /// The result tables, as Markdown (also what the terminal shows).
 pub fn tables(report: &Value) -> String {
     let mut s = String::new();
@@ -443,7 +468,7 @@ pub fn tables(report: &Value) -> String {
             f(r, "rate", 0),
             f(r, "calls", 0),
             f(r, "sustained_calls_per_sec", 0),
-            f(r, "cpu_ms_per_call", 4),
+            cpu_cell(r),
             f(r, "peak_rss_mb", 1),
             f(r, "rss_first_quarter_mb", 1),
             f(r, "rss_last_quarter_mb", 1),
@@ -531,6 +556,22 @@ fn write_docs(report: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// The run with the median CPU per call, carrying every run's figure
+/// (`cpu_ms_per_call_runs`) and any failure of the others (a lost or repeated call in any
+/// repeat fails the bench).
+fn median_run(mut tries: Vec<Value>) -> Value {
+    tries.sort_by(|a, b| num(a, "cpu_ms_per_call").total_cmp(&num(b, "cpu_ms_per_call")));
+    let all: Vec<f64> = tries.iter().map(|t| num(t, "cpu_ms_per_call")).collect();
+    let bad = tries
+        .iter()
+        .find(|t| t["timed_out"] == true || (num(t, "calls") - num(t, "calls_fed")).abs() > 0.5)
+        .cloned();
+    let mid = tries.len() / 2;
+    let mut r = bad.unwrap_or_else(|| tries.swap_remove(mid));
+    r["cpu_ms_per_call_runs"] = json!(all);
+    r
+}
+
 /// `cargo xtask bench [--quick] [--json] [--no-build] [--no-docs]`.
 pub fn run(args: &[String]) -> Result<(), String> {
     let quick = args.iter().any(|a| a == "--quick");
@@ -547,7 +588,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
             spec.rate,
             spec.calls
         );
-        let r = run_one(spec, 1 + i as u64)?;
+        let mut tries = Vec::new();
+        for k in 0..spec.repeats.max(1) {
+            tries.push(run_one(spec, 1 + i as u64 + 100 * k as u64)?);
+        }
+        let r = median_run(tries);
         eprintln!(
             "    {} calls, {} calls/s sustained, {} ms CPU/call, p50 {} s, p99 {} s, {} live req/min",
             f(&r, "calls", 0),
@@ -593,5 +638,37 @@ pub fn run(args: &[String]) -> Result<(), String> {
         Ok(())
     } else {
         Err(problems.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(cpu: f64, calls: u64) -> Value {
+        json!({"cpu_ms_per_call": cpu, "calls": calls, "calls_fed": 10, "timed_out": false})
+    }
+
+    #[test]
+    fn repeats_report_the_median_and_the_range_and_keep_failures() {
+        let r = median_run(vec![run(0.05, 10), run(0.04, 10), run(0.06, 10)]);
+        assert_eq!(r["cpu_ms_per_call"], json!(0.05));
+        assert_eq!(cpu_cell(&r), "0.0500 (0.0400–0.0600, 3 runs)");
+        // A repeat that lost or repeated a call is the one reported, so the bench fails.
+        let r = median_run(vec![run(0.05, 10), run(0.04, 11), run(0.06, 10)]);
+        assert_eq!(r["calls"], json!(11));
+        assert_eq!(cpu_cell(&run(0.05, 10)), "0.0500");
+    }
+
+    #[test]
+    fn the_target_rate_is_measured_on_both_runtimes_several_times() {
+        let full = plan(false);
+        let target: Vec<_> = full
+            .iter()
+            .filter(|r| r.table == "feed" && r.calls == 10_000)
+            .collect();
+        assert_eq!(target.iter().map(|r| r.threads).collect::<Vec<_>>(), [1, 2]);
+        assert!(target.iter().all(|r| r.repeats == 5));
+        assert!(plan(true).iter().all(|r| r.repeats == 1));
     }
 }
