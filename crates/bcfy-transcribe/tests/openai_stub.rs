@@ -291,23 +291,17 @@ async fn slow_provider_times_out_as_a_retryable_network_error() {
     assert_eq!(error.retry_hint(), RetryHint::Backoff);
 }
 
-#[tokio::test]
-async fn a_body_cut_short_is_a_retryable_network_error() {
-    // A server that promises 200 bytes of JSON, sends a few, and resets: a transient network
-    // failure (retried by the pipeline), not an unreadable answer.
+/// A provider that reads the upload, answers `head` (status, headers and the start of a body
+/// shorter than its `content-length`), then resets the connection.
+async fn cut_short_provider(head: &'static [u8]) -> OpenAiTranscriber {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await.unwrap();
         let mut buf = vec![0u8; 64 * 1024];
-        // Read the request head and some of the upload, then answer and cut the body.
         let _ = socket.read(&mut buf).await;
-        let _ = socket
-            .write_all(
-                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 200\r\n\r\n{\"text\": \"Eng",
-            )
-            .await;
+        let _ = socket.write_all(head).await;
         let _ = socket.flush().await;
         drop(socket);
     });
@@ -317,7 +311,17 @@ async fn a_body_cut_short_is_a_retryable_network_error() {
         api_key: Some(secrecy::SecretString::from(KEY.to_owned())),
         ..bcfy_proto::TranscriptionConfig::default()
     };
-    let whisper = OpenAiTranscriber::new(&config).unwrap();
+    OpenAiTranscriber::new(&config).unwrap()
+}
+
+#[tokio::test]
+async fn a_body_cut_short_is_a_retryable_network_error() {
+    // A server that promises 200 bytes of JSON, sends a few, and resets: a transient network
+    // failure (retried by the pipeline), not an unreadable answer.
+    let whisper = cut_short_provider(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 200\r\n\r\n{\"text\": \"Eng",
+    )
+    .await;
     let error = whisper
         .transcribe(request(1, "AAC bytes"))
         .await
@@ -330,28 +334,10 @@ async fn a_body_cut_short_is_a_retryable_network_error() {
 async fn an_error_answer_cut_short_keeps_its_status_and_retry_after() {
     // A 503 with Retry-After whose body is reset mid-way (the soak met it): the pause the
     // headers asked for still holds; the cut body does not turn it into a plain network error.
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await.unwrap();
-        let mut buf = vec![0u8; 64 * 1024];
-        let _ = socket.read(&mut buf).await;
-        let _ = socket
-            .write_all(
-                b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 7\r\ncontent-length: 200\r\n\r\n{\"error\": {",
-            )
-            .await;
-        let _ = socket.flush().await;
-        drop(socket);
-    });
-    let config = bcfy_proto::TranscriptionConfig {
-        enabled: true,
-        endpoint_url: Some(format!("http://{addr}/v1").parse().unwrap()),
-        api_key: Some(secrecy::SecretString::from(KEY.to_owned())),
-        ..bcfy_proto::TranscriptionConfig::default()
-    };
-    let whisper = OpenAiTranscriber::new(&config).unwrap();
+    let whisper = cut_short_provider(
+        b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 7\r\ncontent-length: 200\r\n\r\n{\"error\": {",
+    )
+    .await;
     let error = whisper
         .transcribe(request(1, "AAC bytes"))
         .await
