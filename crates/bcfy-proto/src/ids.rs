@@ -169,9 +169,10 @@ impl CallId {
     /// counts as none). Characters outside `[A-Za-z0-9_-]` (never present in a call that
     /// [`crate::Call::from_value`] accepted) are replaced by `_` to keep the id topic-safe.
     pub fn new(node: NodeId, filename: &str, hash: Option<&str>) -> Self {
+        use std::fmt::Write as _;
         let mut s = String::with_capacity(filename.len() + 32);
-        s.push_str(&node.to_string());
-        s.push('-');
+        // Straight into the id, not through a `String` of its own.
+        let _ = write!(s, "{node}-");
         push_sanitized(&mut s, filename);
         if let Some(h) = hash.filter(|h| !h.is_empty()) {
             s.push('-');

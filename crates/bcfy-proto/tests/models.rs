@@ -65,6 +65,20 @@ fn call_id_forms() {
     );
     assert!("a.b".parse::<CallId>().is_err());
     assert!("".parse::<CallId>().is_err());
+    // One char in, one char out, whatever its width; ids of any length come out whole.
+    assert_eq!(
+        CallId::new(NodeId::new(u64::MAX), "é€😀", Some("ß")).as_str(),
+        "18446744073709551615-___-_"
+    );
+    for len in [200, 229, 230, 231, 254, 255, 300, 1000] {
+        let filename = "f".repeat(len);
+        let id = CallId::new(node, &filename, Some("h"));
+        assert_eq!(
+            id.as_str(),
+            format!("2893-{filename}-h"),
+            "filename of {len}"
+        );
+    }
     let id = CallId::new(node, "f", None);
     assert_eq!(serde_json::to_string(&id).unwrap(), "\"2893-f\"");
     assert_eq!(serde_json::from_str::<CallId>("\"2893-f\"").unwrap(), id);

@@ -97,7 +97,9 @@ impl Request {
         Self {
             method,
             url,
-            headers: HeaderMap::new(),
+            // Room for a few headers of the caller's, the template's and the cookie: the map is
+            // allocated once, not grown on the way to the wire.
+            headers: HeaderMap::with_capacity(12),
             body: Bytes::new(),
             class: RequestClass::default(),
             cookie: CookiePolicy::default(),

@@ -96,6 +96,8 @@ impl HeaderTemplate {
         let policy = req.cookie_policy();
         let (method, url, mut headers, body) = req.into_parts();
         let uri = to_uri(&url)?;
+        // Room for the template and the cookie up front: no rehash while they go in.
+        headers.reserve(self.headers.len() + 1);
         for (name, value) in &self.headers {
             if name == ACCEPT && headers.contains_key(ACCEPT) {
                 continue;
@@ -145,9 +147,28 @@ fn to_uri(url: &Url) -> Result<Uri, TransportError> {
             "URL must not carry credentials",
         ));
     }
-    let mut url = url.clone();
-    url.set_fragment(None);
-    url.as_str().parse::<Uri>().map_err(|_| {
-        TransportError::new(TransportErrorKind::InvalidRequest, "URL is not a valid URI")
-    })
+    // The fragment never goes on the wire; slicing it off needs no copy of the URL.
+    url[..url::Position::AfterQuery]
+        .parse::<Uri>()
+        .map_err(|_| {
+            TransportError::new(TransportErrorKind::InvalidRequest, "URL is not a valid URI")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_uri_keeps_path_and_query_and_drops_the_fragment() {
+        let uri = |u: &str| to_uri(&Url::parse(u).unwrap()).unwrap().to_string();
+        assert_eq!(
+            uri("https://calls.example/h/1/f.m4a?a=1#frag"),
+            "https://calls.example/h/1/f.m4a?a=1"
+        );
+        assert_eq!(uri("http://127.0.0.1:8080/x#"), "http://127.0.0.1:8080/x");
+        assert_eq!(uri("http://127.0.0.1:8080/x"), "http://127.0.0.1:8080/x");
+        assert!(to_uri(&Url::parse("https://u:p@calls.example/").unwrap()).is_err());
+        assert!(to_uri(&Url::parse("ftp://calls.example/").unwrap()).is_err());
+    }
 }
