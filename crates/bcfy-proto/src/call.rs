@@ -903,21 +903,26 @@ impl Call {
         if !matches!(cdn_base.scheme(), "http" | "https") || cdn_base.cannot_be_a_base() {
             return Err(AudioUrlError::InvalidBase);
         }
-        // One string for the whole URL, parsed once: every part was checked to be
-        // `[A-Za-z0-9_-]` (the extension too), so nothing needs escaping and no part can add a
-        // segment, a query or another host.
-        let base = &cdn_base[..url::Position::AfterPath];
-        let base = base.strip_suffix('/').unwrap_or(base);
-        let mut text = String::with_capacity(
-            base.len() + self.filename.len() + hash.map_or(0, str::len) + enc.len() + 24,
-        );
-        text.push_str(base);
-        if let Some(h) = hash {
-            text.push('/');
-            text.push_str(h);
+        let mut url = cdn_base.clone();
+        url.set_query(None);
+        url.set_fragment(None);
+        {
+            let mut segments = url
+                .path_segments_mut()
+                .map_err(|()| AudioUrlError::InvalidBase)?;
+            segments.pop_if_empty();
+            if let Some(h) = hash {
+                segments.push(h);
+            }
+            // One scratch string for the two formatted segments.
+            let mut part = String::with_capacity(self.filename.len() + enc.len() + 24);
+            let _ = write!(part, "{}", self.node);
+            segments.push(&part);
+            part.clear();
+            let _ = write!(part, "{}.{enc}", self.filename);
+            segments.push(&part);
         }
-        let _ = write!(text, "/{}/{}.{enc}", self.node, self.filename);
-        Url::parse(&text).map_err(|_| AudioUrlError::InvalidBase)
+        Ok(url)
     }
 
     /// The call as payload JSON (service key names; `ttl` as `call-ttl`), including
