@@ -499,11 +499,14 @@ pub fn tables(report: &Value) -> String {
     s.push_str("\n### Baselines (same run)\n\n| stage | raw | bcfy | ratio (bcfy/raw) |\n|---|---|---|---|\n");
     let _ = writeln!(
         s,
-        "| live-calls requests/s, one pooled HTTP/1.1 connection ({} B answers) | hyper-util {} | HttpTransport {} | {} |",
+        "| live-calls requests/s, one pooled HTTP/1.1 connection ({} B answers; medians of {} paired rounds) | hyper-util {} | HttpTransport {} | {} ({}–{}) |",
         b["http"]["response_bytes"],
+        b["http"]["rounds"],
         f(&b["http"], "raw_rps", 0),
         f(&b["http"], "transport_rps", 0),
         f(&b["http"], "ratio", 3),
+        f(&b["http"], "ratio_min", 3),
+        f(&b["http"], "ratio_max", 3),
     );
     let _ = writeln!(
         s,

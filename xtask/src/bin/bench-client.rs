@@ -322,25 +322,40 @@ async fn baseline_http(flags: &Flags) -> Result<serde_json::Value, BoxError> {
         body_len = raw_once().await?;
         transport_once().await?;
     }
-    let (mut best_raw, mut best_transport) = (0.0f64, 0.0f64);
-    for _round in 0..3 {
-        let t = Instant::now();
-        for _ in 0..n {
-            raw_once().await?;
+    // Paired rounds, the order swapped every round so a drift of the machine's speed falls on
+    // both sides; the figure is the median of the rounds' ratios (one round is easily 10% off on
+    // a shared VM).
+    let (mut raw_rps, mut transport_rps, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..7 {
+        let mut pair = [0.0f64; 2];
+        for side in [round % 2, 1 - round % 2] {
+            let t = Instant::now();
+            for _ in 0..n {
+                if side == 0 {
+                    raw_once().await?;
+                } else {
+                    transport_once().await?;
+                }
+            }
+            pair[side] = n as f64 / t.elapsed().as_secs_f64();
         }
-        best_raw = best_raw.max(n as f64 / t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        for _ in 0..n {
-            transport_once().await?;
-        }
-        best_transport = best_transport.max(n as f64 / t.elapsed().as_secs_f64());
+        raw_rps.push(pair[0]);
+        transport_rps.push(pair[1]);
+        ratios.push(pair[1] / pair[0]);
     }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
     Ok(json!({
         "requests": n,
+        "rounds": ratios.len(),
         "response_bytes": body_len,
-        "raw_rps": best_raw,
-        "transport_rps": best_transport,
-        "ratio": best_transport / best_raw,
+        "raw_rps": median(&mut raw_rps),
+        "transport_rps": median(&mut transport_rps),
+        "ratio": median(&mut ratios),
+        "ratio_min": ratios.first(),
+        "ratio_max": ratios.last(),
     }))
 }
 
