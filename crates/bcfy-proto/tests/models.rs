@@ -70,7 +70,7 @@ fn call_id_forms() {
         CallId::new(NodeId::new(u64::MAX), "é€😀", Some("ß")).as_str(),
         "18446744073709551615-___-_"
     );
-    for len in [200, 229, 230, 231, 254, 255, 300, 1000] {
+    for len in [1, 64, 255, 256, 1000] {
         let filename = "f".repeat(len);
         let id = CallId::new(node, &filename, Some("h"));
         assert_eq!(
