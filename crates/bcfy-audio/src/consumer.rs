@@ -144,9 +144,8 @@ impl Counters {
 pub struct AudioConsumer {
     transport: SharedTransport,
     cdn: Url,
-    referer: String,
-    /// `referer` as a header value, built once and shared by every request.
-    referer_value: Option<http::HeaderValue>,
+    /// Built once, shared by every request.
+    referer: http::HeaderValue,
     config: AudioConfig,
     attempt_timeout: Duration,
     counters: Arc<Counters>,
@@ -178,10 +177,7 @@ impl AudioConsumer {
         Ok(Self {
             transport,
             cdn,
-            referer: "https://www.broadcastify.com/calls/".to_owned(),
-            referer_value: Some(http::HeaderValue::from_static(
-                "https://www.broadcastify.com/calls/",
-            )),
+            referer: http::HeaderValue::from_static("https://www.broadcastify.com/calls/"),
             config,
             attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
             counters: Arc::new(Counters::default()),
@@ -192,9 +188,13 @@ impl AudioConsumer {
     /// Sends `Referer: {site}/calls/` (the page that plays calls on that site).
     #[must_use]
     pub fn with_site(mut self, site: &Url) -> Self {
-        self.referer = format!("{}calls/", bcfy_proto::base_dir(site));
-        // A site URL is always a valid header value; if not, each request reports it.
-        self.referer_value = http::HeaderValue::from_str(&self.referer).ok();
+        // A URL's text is printable ASCII (everything else is percent-encoded), so this is
+        // always a valid header value.
+        if let Ok(value) =
+            http::HeaderValue::from_str(&format!("{}calls/", bcfy_proto::base_dir(site)))
+        {
+            self.referer = value;
+        }
         self
     }
 
@@ -333,11 +333,9 @@ impl AudioConsumer {
 
     /// One request: the body, and the server's `Content-Type` if any.
     async fn attempt(&self, url: &Url) -> Result<(Bytes, Option<String>), AudioError> {
-        let request = Request::get(url.clone()).class(RequestClass::Audio);
-        let request = match &self.referer_value {
-            Some(value) => request.header(http::header::REFERER, value.clone()),
-            None => request.header(http::header::REFERER, self.referer.as_str()),
-        };
+        let request = Request::get(url.clone())
+            .class(RequestClass::Audio)
+            .header(http::header::REFERER, self.referer.clone());
         Counters::add(&self.counters.requests, 1);
         let response = self
             .transport

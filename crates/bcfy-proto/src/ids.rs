@@ -143,10 +143,12 @@ impl<'de> Deserialize<'de> for GroupId {
 /// Whether `s` is a safe path or topic part: non-empty, at most `max` bytes, only
 /// `[A-Za-z0-9_-]`.
 pub(crate) fn is_safe_part(s: &str, max: usize) -> bool {
-    !s.is_empty()
-        && s.len() <= max
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !s.is_empty() && s.len() <= max && s.bytes().all(is_id_byte)
+}
+
+/// `[A-Za-z0-9_-]`: the bytes a call id (and each URL part it comes from) may hold.
+fn is_id_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
 }
 
 /// The identity of one uploaded call: `{node}-{filename}` or `{node}-{filename}-{hash}`.
@@ -189,15 +191,12 @@ impl CallId {
 
 fn push_sanitized(out: &mut String, part: &str) {
     // Every part of a real call is already safe: copy it whole instead of char by char.
-    if part
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
+    if part.bytes().all(is_id_byte) {
         out.push_str(part);
         return;
     }
     out.extend(part.chars().map(|c| {
-        if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+        if u8::try_from(c).is_ok_and(is_id_byte) {
             c
         } else {
             '_'

@@ -96,8 +96,6 @@ impl HeaderTemplate {
         let policy = req.cookie_policy();
         let (method, url, mut headers, body) = req.into_parts();
         let uri = to_uri(&url)?;
-        // Room for the template and the cookie up front: no rehash while they go in.
-        headers.reserve(self.headers.len() + 1);
         for (name, value) in &self.headers {
             if name == ACCEPT && headers.contains_key(ACCEPT) {
                 continue;

@@ -343,19 +343,19 @@ async fn baseline_http(flags: &Flags) -> Result<serde_json::Value, BoxError> {
         transport_rps.push(pair[1]);
         ratios.push(pair[1] / pair[0]);
     }
-    let median = |v: &mut Vec<f64>| {
+    for v in [&mut raw_rps, &mut transport_rps, &mut ratios] {
         v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
+    }
+    let mid = ratios.len() / 2;
     Ok(json!({
         "requests": n,
         "rounds": ratios.len(),
         "response_bytes": body_len,
-        "raw_rps": median(&mut raw_rps),
-        "transport_rps": median(&mut transport_rps),
-        "ratio": median(&mut ratios),
-        "ratio_min": ratios.first(),
-        "ratio_max": ratios.last(),
+        "raw_rps": raw_rps[mid],
+        "transport_rps": transport_rps[mid],
+        "ratio": ratios[mid],
+        "ratio_min": ratios[0],
+        "ratio_max": ratios[ratios.len() - 1],
     }))
 }
 
